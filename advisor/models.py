@@ -1,0 +1,229 @@
+"""The curated catalog (GPUs, models, quantizations, measured file sizes) and measurements from the chat.
+
+The seed catalog ships as a data migration (advisor/seed/*.json); staff edit it in the admin afterwards.
+Every number has a `source`.
+"""
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Vendor(models.TextChoices):
+    NVIDIA = "nvidia", "NVIDIA"
+    AMD = "amd", "AMD"
+    INTEL = "intel", "Intel"
+    APPLE = "apple", "Apple"
+
+
+class Backend(models.TextChoices):
+    CUDA = "cuda", "CUDA"
+    ROCM = "rocm", "ROCm"
+    METAL = "metal", "Metal"
+    VULKAN = "vulkan", "Vulkan"
+    SYCL = "sycl", "SYCL"
+
+
+class Segment(models.TextChoices):
+    DESKTOP = "desktop", _("Desktop")
+    LAPTOP = "laptop", _("Laptop")
+    WORKSTATION = "workstation", _("Workstation")
+    DATACENTER = "datacenter", _("Data centre")
+    APPLE = "apple", _("Apple Silicon")
+
+
+def validate_vram_options(value):
+    if not isinstance(value, list) or not value:
+        raise ValidationError(_("Give the memory sizes as a list of numbers, e.g. [8, 16]."))
+    for size in value:
+        if not isinstance(size, int | float) or isinstance(size, bool) or not 0.5 <= size <= 2048:
+            raise ValidationError(_("Each memory size must be a number of GiB from 0.5 to 2048; got %(v)r."),
+                                  params={"v": size})
+
+
+class GPUQuerySet(models.QuerySet):
+    def by_vendor(self, vendor: str):
+        return self.filter(vendor=vendor)
+
+    def with_vram_at_least(self, gib: float):
+        return self.filter(max_vram_gib__gte=gib)
+
+
+class GPU(models.Model):
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    vendor = models.CharField(max_length=12, choices=Vendor.choices)
+    family = models.CharField(max_length=80, blank=True)
+    segment = models.CharField(max_length=12, choices=Segment.choices)
+    vram_gib = models.JSONField(
+        validators=[validate_vram_options], help_text=_("Memory sizes this card is sold with, in GiB.")
+    )
+    # Kept in step with vram_gib by save(), so the database can filter and sort on it.
+    max_vram_gib = models.FloatField(editable=False, default=0)
+    memory_bandwidth_gbs = models.FloatField(
+        validators=[MinValueValidator(10), MaxValueValidator(20_000)], help_text=_("GB/s (10⁹ bytes per second).")
+    )
+    fp16_tflops = models.FloatField(
+        validators=[MinValueValidator(0.1), MaxValueValidator(20_000)], help_text=_("Peak dense FP16 TFLOPS.")
+    )
+    backend = models.CharField(max_length=8, choices=Backend.choices)
+    unified_memory = models.BooleanField(default=False, help_text=_("Memory shared with the CPU (Apple)."))
+    release_year = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(2010), MaxValueValidator(2100)]
+    )
+    source = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = GPUQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["vendor", "name"]
+        verbose_name = "GPU"
+        verbose_name_plural = "GPUs"
+
+    def __str__(self):
+        return self.name
+
+    def save(self, *args, **kwargs):
+        self.max_vram_gib = max(self.vram_gib) if self.vram_gib else 0
+        super().save(*args, **kwargs)
+
+
+class LanguageModelQuerySet(models.QuerySet):
+    def for_use(self, use: str):
+        return self.filter(uses__contains=use) if use else self
+
+
+class LanguageModel(models.Model):
+    """An open-weight LLM and its architecture, as its config.json gives it."""
+
+    slug = models.SlugField(max_length=80, unique=True)
+    name = models.CharField(max_length=120)
+    family = models.CharField(max_length=60)
+    arch = models.CharField(max_length=40, help_text=_("GGUF general.architecture, e.g. llama, qwen3, gemma3."))
+    params_b = models.FloatField(validators=[MinValueValidator(0.01), MaxValueValidator(5000)])
+    active_params_b = models.FloatField(validators=[MinValueValidator(0.01), MaxValueValidator(5000)])
+    n_layers = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    n_embd = models.PositiveIntegerField(validators=[MinValueValidator(8), MaxValueValidator(100_000)])
+    n_head = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1024)])
+    n_head_kv = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1024)])
+    head_dim = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(2048)])
+    head_dim_v = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(2048)])
+    n_ff = models.PositiveIntegerField(validators=[MaxValueValidator(1_000_000)])
+    n_expert = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(1024)])
+    n_expert_used = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(1024)])
+    n_ff_expert = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(1_000_000)])
+    n_shared_expert = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(64)])
+    n_dense_layers = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(1000)])
+    n_vocab = models.PositiveIntegerField(validators=[MinValueValidator(2), MaxValueValidator(2_000_000)])
+    context_length = models.PositiveIntegerField(validators=[MinValueValidator(128), MaxValueValidator(10_000_000)])
+    sliding_window = models.PositiveIntegerField(null=True, blank=True)
+    swa_pattern = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text=_("Every N-th layer uses full attention; the others the sliding window.")
+    )
+    tied_embeddings = models.BooleanField(default=False)
+    license = models.CharField(max_length=80)
+    quality = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(100)])
+    quality_benchmark = models.CharField(max_length=60)
+    quality_source = models.TextField()
+    uses = models.JSONField(default=list, blank=True, help_text=_("Any of chat, code, reasoning, long."))
+    source = models.TextField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LanguageModelQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["family", "params_b"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(n_expert_used__lte=models.F("n_expert")), name="experts_used_within_experts"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(active_params_b__lte=models.F("params_b")), name="active_params_within_total"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_expert > 0
+
+    def clean(self):
+        errors = {}
+        if self.n_expert_used is not None and self.n_expert is not None and self.n_expert_used > self.n_expert:
+            errors["n_expert_used"] = _("Experts used per token cannot exceed the number of experts.")
+        if self.n_expert and not self.n_expert_used:
+            errors["n_expert_used"] = _("A mixture-of-experts model uses at least one expert per token.")
+        if self.active_params_b and self.params_b and self.active_params_b > self.params_b:
+            errors["active_params_b"] = _("Active parameters cannot exceed total parameters.")
+        if self.n_head and self.n_head_kv and self.n_head % self.n_head_kv:
+            errors["n_head_kv"] = _("Attention heads must be a multiple of key/value heads.")
+        if self.swa_pattern and not self.sliding_window:
+            errors["swa_pattern"] = _("A sliding-window pattern needs a sliding-window size.")
+        bad_uses = set(self.uses or []) - {"chat", "code", "reasoning", "long"}
+        if bad_uses:
+            errors["uses"] = _("Unknown uses: %(uses)s.") % {"uses": ", ".join(sorted(map(str, bad_uses)))}
+        if errors:
+            raise ValidationError(errors)
+
+
+class Quantization(models.Model):
+    """A GGUF tensor type or quantization mix (Q4_K_M ...) and its quality loss against F16."""
+
+    name = models.CharField(max_length=16, unique=True)
+    bits_per_weight = models.FloatField(validators=[MinValueValidator(1), MaxValueValidator(32)])
+    kld = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)],
+                            help_text=_("KL divergence against F16 (Llama 3 8B)."))
+    ppl_delta = models.FloatField(null=True, blank=True, help_text=_("Perplexity increase against F16."))
+    recommended = models.BooleanField(default=True, help_text=_("Offered in answers."))
+    source = models.TextField()
+
+    class Meta:
+        ordering = ["-bits_per_weight"]
+
+    def __str__(self):
+        return self.name
+
+
+class KnownFile(models.Model):
+    """A measured GGUF file size: it wins over the size computed from tensor classes."""
+
+    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="known_files")
+    quant = models.ForeignKey(Quantization, on_delete=models.PROTECT, related_name="known_files")
+    filename = models.CharField(max_length=200)
+    size_bytes = models.PositiveBigIntegerField(validators=[MinValueValidator(1_000_000)])
+    source = models.TextField()
+
+    class Meta:
+        ordering = ["model", "-size_bytes"]
+        constraints = [models.UniqueConstraint(fields=["model", "quant"], name="one_known_file_per_model_quant")]
+
+    def __str__(self):
+        return self.filename
+
+
+class Measurement(models.Model):
+    """One chat reply, measured on this server: what the advisor shows next to its estimate."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    gpu_name = models.CharField(max_length=120, blank=True, help_text=_("Empty when it ran on the CPU only."))
+    model_file = models.CharField(max_length=255)
+    model_name = models.CharField(max_length=200, blank=True)
+    quant = models.CharField(max_length=16, blank=True)
+    n_gpu_layers = models.IntegerField()
+    n_layers = models.PositiveIntegerField(null=True, blank=True)
+    n_ctx = models.PositiveIntegerField()
+    prompt_tokens = models.PositiveIntegerField()
+    completion_tokens = models.PositiveIntegerField()
+    ttft_ms = models.FloatField()
+    prompt_tokens_per_s = models.FloatField(null=True, blank=True)
+    decode_tokens_per_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.model_file} on {self.gpu_name or 'CPU'}: {self.decode_tokens_per_s or 0:.1f} tok/s"

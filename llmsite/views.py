@@ -1,0 +1,39 @@
+from django.db import DatabaseError, connection
+from django.http import JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from advisor.hardware import detect_gpus
+from chat.worker import worker_status
+
+
+@require_GET
+def home(request):
+    return render(request, "llmsite/home.html")
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except DatabaseError:
+        return False
+
+
+@never_cache
+@require_GET
+def healthz(request):
+    """Machine-readable state: 200 when the database answers, 503 when it does not.
+
+    No GPU is a normal answer (an empty list), not a failure.
+    """
+    database_ok = _database_ok()
+    body = {
+        "status": "ok" if database_ok else "error",
+        "database": database_ok,
+        "worker": worker_status(),
+        "gpus": [gpu.as_dict() for gpu in detect_gpus()],
+    }
+    return JsonResponse(body, status=200 if database_ok else 503)

@@ -5,7 +5,7 @@ Every number has a `source`.
 """
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -92,13 +92,18 @@ class GPU(models.Model):
 
 class LanguageModelQuerySet(models.QuerySet):
     def for_use(self, use: str):
-        return self.filter(uses__contains=use) if use else self
+        # The JSON list is searched as text ('"code"'): JSON containment is not available on SQLite.
+        return self.filter(uses__icontains=f'"{use}"') if use else self
+
+
+# Model slugs keep version dots ("llama-3.1-8b-instruct"), which Django's SlugField does not allow.
+validate_model_slug = RegexValidator(r"^[a-z0-9][a-z0-9.-]*$", _("Use lowercase letters, digits, dots and hyphens."))
 
 
 class LanguageModel(models.Model):
     """An open-weight LLM and its architecture, as its config.json gives it."""
 
-    slug = models.SlugField(max_length=80, unique=True)
+    slug = models.CharField(max_length=80, unique=True, validators=[validate_model_slug])
     name = models.CharField(max_length=120)
     family = models.CharField(max_length=60)
     arch = models.CharField(max_length=40, help_text=_("GGUF general.architecture, e.g. llama, qwen3, gemma3."))
@@ -117,7 +122,7 @@ class LanguageModel(models.Model):
     n_shared_expert = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(64)])
     n_dense_layers = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(1000)])
     n_vocab = models.PositiveIntegerField(validators=[MinValueValidator(2), MaxValueValidator(2_000_000)])
-    context_length = models.PositiveIntegerField(validators=[MinValueValidator(128), MaxValueValidator(10_000_000)])
+    context_length = models.PositiveIntegerField(validators=[MinValueValidator(128), MaxValueValidator(100_000_000)])
     sliding_window = models.PositiveIntegerField(null=True, blank=True)
     swa_pattern = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text=_("Every N-th layer uses full attention; the others the sliding window.")
@@ -227,3 +232,22 @@ class Measurement(models.Model):
 
     def __str__(self):
         return f"{self.model_file} on {self.gpu_name or 'CPU'}: {self.decode_tokens_per_s or 0:.1f} tok/s"
+
+
+class SharedAnswer(models.Model):
+    """A permanent link to one answer: the inputs and the answer as they were when it was shared."""
+
+    slug = models.CharField(max_length=16, unique=True, help_text=_("Random, never a counter."))
+    inputs = models.JSONField()
+    # sha256 of the canonical inputs: the same question on the same catalog reuses one link.
+    inputs_key = models.CharField(max_length=64)
+    answer = models.JSONField()
+    catalog_version = models.CharField(max_length=64, help_text=_("Fingerprint of the catalog the answer used."))
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["catalog_version", "inputs_key"], name="one_share_per_answer")]
+
+    def __str__(self):
+        return self.slug

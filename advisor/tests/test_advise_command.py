@@ -1,0 +1,65 @@
+"""`manage.py advise`, the estimator's fixed command-line interface."""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+pytestmark = pytest.mark.django_db
+KEYS = {"weights_bytes", "kv_cache_bytes", "compute_buffer_bytes", "overhead_bytes", "gpu_bytes", "cpu_bytes",
+        "n_layers", "n_gpu_layers", "offload_ratio", "fits", "decode_tokens_per_s", "prompt_tokens_per_s",
+        "speedup_vs_cpu"}
+
+
+def advise(*args) -> dict:
+    out = StringIO()
+    call_command("advise", *args, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def test_a_catalog_model_on_a_catalog_gpu():
+    result = advise("--model", "llama-3.1-8b-instruct", "--quant", "Q4_K_M", "--gpu", "nvidia-geforce-rtx-4090",
+                    "--ctx", "8192")
+    assert KEYS <= set(result)
+    assert result["fits"] == "full"
+    assert result["kv_cache_bytes"] == 2**30
+    assert result["offload_ratio"] == 1
+
+
+def test_too_little_vram_offloads_part_of_the_model():
+    result = advise("--model", "llama-3.1-8b-instruct", "--quant", "Q8_0", "--vram-gib", "6", "--ctx", "4096")
+    assert result["fits"] == "partial"
+    assert 0 < result["n_gpu_layers"] < result["n_layers"]
+    assert 0 < result["offload_ratio"] < 1
+
+
+def test_no_gpu_describes_this_machines_cpu():
+    result = advise("--model", "smollm2-135m-instruct", "--quant", "Q4_K_M")
+    assert result["fits"] == "cpu" and result["n_gpu_layers"] == 0 and result["gpu_bytes"] == 0
+
+
+def test_a_gguf_file(smollm2_path):
+    result = advise("--gguf", str(smollm2_path), "--ctx", "2048", "--vram-gib", "2")
+    assert result["fits"] == "full"
+    assert result["weights_bytes"] > 80 * 2**20
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "no-such"], "--model needs --quant"),
+    (["--model", "no-such", "--quant", "Q4_K_M"], "No model 'no-such'"),
+    (["--model", "llama-3.1-8b-instruct", "--quant", "Q9_Z"], "unknown quantization"),
+    (["--model", "llama-3.1-8b-instruct", "--quant", "Q4_K_M", "--gpu", "nope"], "No GPU 'nope'"),
+    (["--gguf", "/no/such/file.gguf"], "No such file"),
+])
+def test_bad_arguments_give_a_clear_error(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("advise", *args)
+
+
+def test_a_malformed_gguf_gives_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 20)
+    with pytest.raises(CommandError, match="truncated or malformed|malformed|truncated"):
+        call_command("advise", "--gguf", str(bad))

@@ -6,6 +6,9 @@ from llmsite import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("advisor/", include("advisor.urls")),
+    path("api/advisor/", include("advisor.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("chat/", include("chat.urls")),
 ]

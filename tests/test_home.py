@@ -1,14 +1,4 @@
-import pytest
 from django.test import Client
-
-
-@pytest.fixture(autouse=True)
-def plain_static_storage(settings):
-    # The test client renders templates without a collectstatic run, so hashed names are not available.
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-    }
 
 
 def test_home_offers_chat_and_the_advisor(client: Client):

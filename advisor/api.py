@@ -1,0 +1,60 @@
+"""JSON API (a fixed interface: README.md and /api/advisor/openapi.json describe it)."""
+
+from django.http import JsonResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET
+
+from advisor import recommend
+from advisor.forms import AdvisorForm
+from advisor.models import GPU, LanguageModel
+from advisor.openapi import SPEC
+from advisor.shares import share_for
+
+GPU_FIELDS = ["slug", "name", "vendor", "family", "segment", "vram_gib", "memory_bandwidth_gbs", "fp16_tflops",
+              "backend", "unified_memory", "release_year"]
+MODEL_FIELDS = ["slug", "name", "family", "arch", "params_b", "active_params_b", "n_layers", "context_length",
+                "quality", "quality_benchmark", "license", "uses"]
+RESULT_FIELDS = ["model", "model_name", "quant", "fits", "n_gpu_layers", "n_layers", "offload_ratio", "gpu_bytes",
+                 "cpu_bytes", "weights_bytes", "kv_cache_bytes", "compute_buffer_bytes", "overhead_bytes",
+                 "decode_tokens_per_s", "prompt_tokens_per_s", "speedup_vs_cpu", "quality", "score", "n_ctx",
+                 "n_cpu_moe"]
+
+
+@require_GET
+def gpus(request):
+    return JsonResponse({"gpus": list(GPU.objects.values(*GPU_FIELDS))})
+
+
+@require_GET
+def models(request):
+    return JsonResponse({"models": list(LanguageModel.objects.values(*MODEL_FIELDS))})
+
+
+def _rows(rows):
+    return [{key: row[key] for key in RESULT_FIELDS} for row in rows]
+
+
+@require_GET
+def recommendations(request):
+    form = AdvisorForm(request.GET)
+    if not form.is_valid():
+        errors = {field: [str(m) for m in messages] for field, messages in form.errors.items()}
+        if "__all__" in errors:
+            errors["gpu"] = errors.pop("__all__")
+        return JsonResponse({"errors": errors}, status=400)
+    question = form.question()
+    answer = recommend.answer(question)
+    share = share_for(question, answer)
+    return JsonResponse({
+        "inputs": question.as_dict(),
+        "catalog_version": answer["catalog_version"],
+        "results": _rows(answer["results"]),
+        "almost": _rows(answer["almost"]),
+        "alternatives": _rows(answer["alternatives"]),
+        "share_url": request.build_absolute_uri(reverse("advisor:shared", args=[share.slug])),
+    })
+
+
+@require_GET
+def openapi(request):
+    return JsonResponse(SPEC)

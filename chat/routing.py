@@ -1,2 +1,8 @@
 # WebSocket routes, wrapped by llmsite/asgi.py in AllowedHostsOriginValidator(AuthMiddlewareStack(...)).
-websocket_urlpatterns = []
+from django.urls import path
+
+from chat.consumers import ChatConsumer
+
+websocket_urlpatterns = [
+    path("ws/chat/", ChatConsumer.as_asgi()),
+]

@@ -106,7 +106,9 @@ if REDIS_URL:
         "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # Each reply's tokens go through a group; the default capacity (100 messages) is too small for a burst
+    # of tokens to a slow socket (the consumer refills gaps from the database, but need not have to).
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
 
 # --- Auth --------------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

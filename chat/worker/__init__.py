@@ -1,6 +1,28 @@
-"""The LLM worker: a separate OS process that owns the one llama_cpp.Llama object."""
+"""The LLM worker: a separate OS process that owns the one llama_cpp.Llama object, and its web-side manager.
+
+    from chat.worker import get_manager, list_model_files
+    get_manager().status()   -> dict (state, model_file, progress, n_gpu_layers, ..., queue_length, error, pid)
+    get_manager().load(file_name, n_gpu_layers="auto"|None|int, n_ctx=..., flash_attn=..., kv_type=...)
+    get_manager().unload()
+
+Nothing here imports Django models or llama_cpp at import time: the worker process imports this package.
+"""
+
+
+def get_manager():
+    """The process-wide WorkerManager of this web process (created on first use)."""
+    from chat.worker.manager import get_manager as _get_manager
+
+    return _get_manager()
+
+
+def list_model_files():
+    """`*.gguf` files in settings.MODELS_DIR (the default model always included), as Paths sorted by name."""
+    from chat.worker.files import list_model_files as _list_model_files
+
+    return _list_model_files()
 
 
 def worker_status() -> dict:
-    """The worker's state as /healthz reports it."""
-    return {"state": "stopped"}
+    """The worker's state as /healthz reports it (the manager's status; no worker is started by asking)."""
+    return get_manager().status()

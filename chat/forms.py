@@ -1,0 +1,132 @@
+"""Every input of the chat pages goes through one of these forms; `clean_<field>` normalises."""
+
+from django import forms
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.utils.translation import gettext_lazy as _
+
+from chat.models import Conversation, KVType, ModelConfig
+from chat.protocol import MAX_SYSTEM_CHARS, NUMBER_OPTIONS, max_tokens_cap
+
+N_CTX_MIN = 256
+N_CTX_MAX = 1_048_576
+N_GPU_LAYERS_MAX = 1000
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(
+        label=_("Search conversations"), required=False, max_length=200, strip=True,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Search"), "autocomplete": "off"}),
+    )
+
+
+class RenameForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ["title"]
+        labels = {"title": _("Title")}
+        widgets = {"title": forms.TextInput(attrs={"maxlength": 200, "required": True})}
+
+    def clean_title(self):
+        # Whitespace-only titles would make an invisible sidebar entry.
+        title = " ".join(self.cleaned_data["title"].split())
+        if not title:
+            raise forms.ValidationError(_("A title cannot be empty."), code="empty")
+        return title
+
+
+class SystemPromptForm(forms.ModelForm):
+    class Meta:
+        model = Conversation
+        fields = ["system_prompt"]
+        labels = {"system_prompt": _("System prompt")}
+        widgets = {
+            "system_prompt": forms.Textarea(
+                attrs={"rows": 3, "placeholder": _("You are a helpful assistant."), "maxlength": MAX_SYSTEM_CHARS}
+            )
+        }
+
+    def clean_system_prompt(self):
+        prompt = self.cleaned_data["system_prompt"].strip()
+        if len(prompt) > MAX_SYSTEM_CHARS:  # the socket refuses longer ones (chat/protocol.py)
+            raise forms.ValidationError(
+                _("A system prompt can be at most %(max)s characters long.") % {"max": MAX_SYSTEM_CHARS}, code="long"
+            )
+        return prompt
+
+
+class SamplingForm(forms.Form):
+    """The sampling settings panel. The browser sends these as the `options` of a `send` frame; the limits
+    are the protocol's (chat/protocol.py checks them again on the server), shown here as input limits."""
+
+    temperature = forms.FloatField(label=_("Temperature"), required=False,
+                                   widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "0.8"}))
+    top_p = forms.FloatField(label=_("Top P"), required=False,
+                             widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "0.95"}))
+    top_k = forms.IntegerField(label=_("Top K"), required=False, widget=forms.NumberInput(attrs={"placeholder": "40"}))
+    min_p = forms.FloatField(label=_("Min P"), required=False,
+                             widget=forms.NumberInput(attrs={"step": "0.01", "placeholder": "0.05"}))
+    repeat_penalty = forms.FloatField(label=_("Repeat penalty"), required=False,
+                                      widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "1.1"}))
+    max_tokens = forms.IntegerField(label=_("Max tokens"), required=False,
+                                    widget=forms.NumberInput(attrs={"placeholder": "512"}))
+    seed = forms.IntegerField(label=_("Seed"), required=False,
+                              widget=forms.NumberInput(attrs={"placeholder": _("random")}))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        limits = {name: (low, high) for name, (_kind, low, high) in NUMBER_OPTIONS.items()}
+        limits["max_tokens"] = (1, max_tokens_cap())
+        for name, field in self.fields.items():
+            low, high = limits[name]
+            field.min_value, field.max_value = low, high
+            field.validators += [MinValueValidator(low), MaxValueValidator(high)]
+            # Ids the script finds the inputs by; names it sends them under.
+            field.widget.attrs.update({"id": f"option-{name}", "data-option": name, "min": low, "max": high})
+
+
+class NGpuLayersField(forms.CharField):
+    """`auto` (None: the advisor's estimate at load time), -1 (all layers) or a number of layers."""
+
+    def to_python(self, value):
+        value = (super().to_python(value) or "").strip().lower()
+        if value in ("", "auto"):
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise forms.ValidationError(
+                _("Enter “auto”, -1 for all layers, or a number of layers."), code="invalid"
+            ) from None
+        if not -1 <= number <= N_GPU_LAYERS_MAX:
+            raise forms.ValidationError(
+                _("Enter a number from -1 to %(max)s.") % {"max": N_GPU_LAYERS_MAX}, code="range"
+            )
+        return number
+
+    def prepare_value(self, value):
+        return "auto" if value is None else value
+
+
+class ModelLoadForm(forms.Form):
+    file_name = forms.ChoiceField(widget=forms.HiddenInput)
+    n_gpu_layers = NGpuLayersField(
+        label=_("GPU layers"), required=False, initial=None,
+        help_text=_("“auto”, -1 for all, or a number."),
+        widget=forms.TextInput(attrs={"size": 5, "autocomplete": "off", "placeholder": "auto"}),
+    )
+    n_ctx = forms.IntegerField(label=_("Context length"), min_value=N_CTX_MIN, max_value=N_CTX_MAX, initial=4096)
+    flash_attn = forms.BooleanField(label=_("Flash attention"), required=False)
+    kv_type = forms.ChoiceField(label=_("KV cache type"), choices=KVType.choices, initial=KVType.F16)
+
+    def __init__(self, *args, file_names=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file_name"].choices = [(name, name) for name in file_names]
+
+    @classmethod
+    def for_config(cls, file_name: str, config: ModelConfig | None, file_names, row: int):
+        """The unbound form of one file's row; ids are numbered by row since every row has one."""
+        initial = {"file_name": file_name}
+        if config is not None:
+            initial.update(n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx, flash_attn=config.flash_attn,
+                           kv_type=config.kv_type)
+        return cls(initial=initial, file_names=file_names, auto_id=f"id_load{row}_%s")

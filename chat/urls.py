@@ -1,0 +1,19 @@
+from django.urls import path
+
+from chat import views
+
+app_name = "chat"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("new/", views.new, name="new"),
+    path("c/<int:pk>/", views.conversation, name="conversation"),
+    path("c/<int:pk>/rename/", views.rename, name="rename"),
+    path("c/<int:pk>/delete/", views.delete, name="delete"),
+    path("c/<int:pk>/system-prompt/", views.system_prompt, name="system_prompt"),
+    path("c/<int:pk>/export.<str:fmt>", views.export, name="export"),
+    path("models/", views.models, name="models"),
+    path("models/load/", views.model_load, name="model_load"),
+    path("models/unload/", views.model_unload, name="model_unload"),
+    path("models/status/", views.models_status, name="models_status"),
+]

@@ -1,0 +1,404 @@
+"""The chat page, conversation management, exports, and the staff's Models page.
+
+Every view that takes a conversation id looks it up among the signed-in user's own conversations, so
+someone else's id answers 404 exactly like one that does not exist.
+"""
+
+import json
+import logging
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import content_disposition_header
+from django.utils.text import slugify
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from advisor.estimate import Hardware, Runtime, estimate
+from advisor.gguf_info import GGUFError, read_gguf
+from advisor.hardware import detect_gpus
+from chat import worker as chat_worker
+from chat.forms import ModelLoadForm, RenameForm, SamplingForm, SearchForm, SystemPromptForm
+from chat.models import Conversation, ModelConfig, Role, Status
+
+logger = logging.getLogger(__name__)
+
+SIDEBAR_LIMIT = 200
+
+
+# --- Helpers ------------------------------------------------------------------------------------------------
+
+
+def staff_required(view):
+    """Sign-in page for visitors, 403 for people who are signed in but not staff."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (request.user.is_active and request.user.is_staff):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def owned_conversation(request, pk: int) -> Conversation:
+    return get_object_or_404(Conversation.objects.owned_by(request.user), pk=pk)
+
+
+def worker_status() -> dict:
+    """The manager's status; a worker that cannot be asked is reported, never a 500."""
+    try:
+        status = dict(chat_worker.get_manager().status())
+    except Exception as exc:  # the page must render whatever state the worker is in
+        logger.warning("Could not read the LLM worker's status: %s", exc)
+        return {"state": "unavailable", "error": str(exc)}
+    # Only plain JSON values: the status goes into json_script and JsonResponse as it is.
+    plain = (str, int, float, bool, type(None))
+    return {str(key): value if isinstance(value, plain) else str(value) for key, value in status.items()}
+
+
+def sidebar_context(request, current: Conversation | None) -> dict:
+    search = SearchForm(request.GET or None)
+    query = search.cleaned_data["q"] if search.is_valid() else ""
+    conversations = Conversation.objects.owned_by(request.user).matching(query)[:SIDEBAR_LIMIT]
+    return {"search_form": search, "query": query, "conversations": conversations, "current": current}
+
+
+def chat_config(request, conversation: Conversation | None, chat_messages, status: dict) -> dict:
+    """What static/js/chat.js needs, passed through json_script (data, never executable)."""
+    return {
+        "wsPath": "/ws/chat/",
+        "conversation": conversation.pk if conversation else None,
+        "conversationUrl": reverse("chat:conversation", args=[0]),
+        "indexUrl": reverse("chat:index"),
+        "exportUrls": {"md": reverse("chat:export", args=[0, "md"]), "json": reverse("chat:export", args=[0, "json"])},
+        "systemPromptUrl": reverse("chat:system_prompt", args=[0]),
+        "streaming": [m.pk for m in chat_messages if m.status == Status.STREAMING and m.role == Role.ASSISTANT],
+        "model": {key: status.get(key) for key in ("state", "model_file", "progress", "error")},
+        "i18n": {
+            "copy": _("Copy"),
+            "copied": _("Copied"),
+            "copyCode": _("Copy code"),
+            "image": _("image"),
+            "export": _("Export"),
+            "markdown": _("Markdown"),
+            "save": _("Save"),
+            "edit": _("Edit"),
+            "saveSend": _("Save and send"),
+            "cancel": _("Cancel"),
+            "regenerate": _("Regenerate"),
+            "user": _("You"),
+            "assistant": _("Assistant"),
+            "connecting": _("Connecting…"),
+            "connected": _("Connected"),
+            "reconnecting": _("Connection lost. Reconnecting in %(seconds)s s…"),
+            "connectionLost": _("The connection was lost before the reply started. Please send it again."),
+            "queued": _("Waiting in line: position %(position)s"),
+            "thinking": _("Writing…"),
+            "stopped": _("Stopped"),
+            "error": _("Error"),
+            "stats": _("%(tokens)s tokens · %(tps)s tokens/s · first token after %(ttft)s ms"),
+            "modelLoading": _("Loading model %(model)s…"),
+            "modelReady": _("Model: %(model)s"),
+            "modelError": _("The model could not be loaded: %(error)s"),
+            "modelNone": _("No model loaded"),
+            "newConversation": _("New conversation"),
+            "openSidebar": _("Conversations"),
+        },
+    }
+
+
+def render_chat(request, conversation: Conversation | None, *, system_form=None, rename_form=None, status=200):
+    chat_messages = list(conversation.messages.exclude(role=Role.SYSTEM)) if conversation else []
+    worker = worker_status()
+    context = {
+        **sidebar_context(request, conversation),
+        "conversation": conversation,
+        "chat_messages": chat_messages,
+        "system_form": system_form or SystemPromptForm(instance=conversation),
+        "sampling_form": SamplingForm(),
+        "worker": worker,
+        "chat_config": chat_config(request, conversation, chat_messages, worker),
+    }
+    return render(request, "chat/chat.html", context, status=status)
+
+
+# --- The chat page ----------------------------------------------------------------------------------------
+
+
+@never_cache
+@login_required
+@require_GET
+def index(request):
+    return render_chat(request, None)
+
+
+@never_cache
+@login_required
+@require_GET
+def conversation(request, pk):
+    return render_chat(request, owned_conversation(request, pk))
+
+
+@login_required
+@require_POST
+def new(request):
+    """A new conversation, optionally with a system prompt. An untouched empty one is reused."""
+    form = SystemPromptForm(request.POST)
+    if not form.is_valid():
+        return render_chat(request, None, system_form=form)
+    empty = (
+        Conversation.objects.owned_by(request.user)
+        .filter(title="", messages__isnull=True)
+        .order_by("-updated_at")
+        .first()
+    )
+    if empty is None:
+        empty = Conversation(owner=request.user)
+    empty.system_prompt = form.cleaned_data["system_prompt"]
+    empty.save()
+    return redirect("chat:conversation", pk=empty.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def rename(request, pk):
+    conv = owned_conversation(request, pk)
+    form = RenameForm(request.POST or None, instance=conv)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        return redirect("chat:conversation", pk=conv.pk)
+    return render(request, "chat/rename.html", {"conversation": conv, "form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete(request, pk):
+    conv = owned_conversation(request, pk)
+    if request.method == "POST":
+        title = str(conv)
+        conv.delete()
+        messages.success(request, _("Deleted “%(title)s”.") % {"title": title})
+        return redirect("chat:index")
+    return render(request, "chat/delete.html", {"conversation": conv})
+
+
+@login_required
+@require_POST
+def system_prompt(request, pk):
+    conv = owned_conversation(request, pk)
+    form = SystemPromptForm(request.POST, instance=conv)
+    if not form.is_valid():
+        return render_chat(request, conv, system_form=form)
+    form.save()
+    messages.success(request, _("System prompt saved."))
+    return redirect("chat:conversation", pk=conv.pk)
+
+
+# --- Export -----------------------------------------------------------------------------------------------
+
+
+def _message_dict(message) -> dict:
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "error": message.error,
+        "options": message.options,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "ttft_ms": message.ttft_ms,
+        "prompt_tokens_per_s": message.prompt_tokens_per_s,
+        "decode_tokens_per_s": message.decode_tokens_per_s,
+        "created_at": message.created_at.isoformat(),
+        "finished_at": message.finished_at.isoformat() if message.finished_at else None,
+    }
+
+
+def export_json(conv: Conversation) -> str:
+    data = {
+        "id": conv.pk,
+        "title": str(conv),
+        "system_prompt": conv.system_prompt,
+        "model_file": conv.model_file,
+        "created_at": conv.created_at.isoformat(),
+        "updated_at": conv.updated_at.isoformat(),
+        "exported_at": timezone.now().isoformat(),
+        "messages": [_message_dict(m) for m in conv.messages.all()],
+    }
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def export_markdown(conv: Conversation) -> str:
+    role_names = {Role.SYSTEM: _("System"), Role.USER: _("User"), Role.ASSISTANT: _("Assistant")}
+    lines = [f"# {conv}", ""]
+    if conv.model_file:
+        lines += [_("Model: %(model)s") % {"model": conv.model_file}, ""]
+    if conv.system_prompt:
+        lines += [f"## {role_names[Role.SYSTEM]}", "", conv.system_prompt, ""]
+    for message in conv.messages.all():
+        heading = role_names.get(message.role, message.role)
+        if message.status in (Status.STOPPED, Status.ERROR):
+            heading += f" ({message.get_status_display()})"
+        lines += [f"## {heading}", "", message.content, ""]
+    return "\n".join(lines)
+
+
+EXPORTS = {
+    "md": (export_markdown, "text/markdown; charset=utf-8"),
+    "json": (export_json, "application/json; charset=utf-8"),
+}
+
+
+@login_required
+@require_GET
+def export(request, pk, fmt):
+    conv = owned_conversation(request, pk)
+    if fmt not in EXPORTS:
+        raise Http404(_("Conversations are exported as .md or .json."))
+    build, content_type = EXPORTS[fmt]
+    file_name = f"{slugify(str(conv))[:60] or 'conversation'}-{conv.pk}.{fmt}"
+    return HttpResponse(
+        build(conv), content_type=content_type,
+        headers={"Content-Disposition": content_disposition_header(True, file_name)},
+    )
+
+
+# --- Models (staff) ----------------------------------------------------------------------------------------
+
+
+def _describe_file(path, config, gpus):
+    """Header facts and the advisor's suggested offload for one file; a bad file gives an error, not a 500."""
+    row = {"name": path.name, "size": None, "info": None, "error": "", "suggested": None, "n_layers": None,
+           "fits": ""}
+    try:
+        row["size"] = path.stat().st_size
+    except OSError as exc:
+        row["error"] = _("Cannot read this file: %(error)s") % {"error": exc.strerror or exc}
+        return row
+    try:
+        info = read_gguf(path)
+    except GGUFError as exc:
+        row["error"] = str(exc).replace(str(path), path.name)
+        return row
+    except Exception as exc:  # a reader bug on a strange file still must not take the page down
+        logger.exception("Reading the GGUF header of %s failed", path)
+        row["error"] = _("Cannot read this file's header: %(error)s") % {"error": exc}
+        return row
+    row["info"] = info
+    runtime = Runtime(n_ctx=config.n_ctx if config else 4096, flash_attn=bool(config and config.flash_attn),
+                      kv_type=config.kv_type if config else "f16")
+    try:
+        if gpus:
+            gpu = max(gpus, key=lambda g: g.vram_free_bytes)  # the one chat.worker.offload picks for "auto"
+            hardware = Hardware.this_machine(backend="cuda", vram_total=gpu.vram_total_bytes,
+                                             vram_free=gpu.vram_free_bytes, name=gpu.name)
+        else:
+            hardware = Hardware.this_machine()
+        result = estimate(info.architecture, None, runtime, hardware)
+        row.update(suggested=result.n_gpu_layers, n_layers=result.n_layers, fits=result.fits)
+    except Exception:  # the estimate is advice; without it the file can still be loaded
+        logger.exception("Estimating %s failed", path)
+    return row
+
+
+def models_context(request, bound_form: ModelLoadForm | None = None) -> dict:
+    try:
+        paths = list(chat_worker.list_model_files())
+    except Exception as exc:
+        logger.warning("Could not list the models folder: %s", exc)
+        paths = []
+        messages.error(request, _("Could not list the models folder: %(error)s") % {"error": exc})
+    names = [p.name for p in paths]
+    configs = {c.file_name: c for c in ModelConfig.objects.filter(file_name__in=names)}
+    gpus = detect_gpus()
+    status = worker_status()
+    rows = []
+    for number, path in enumerate(paths):
+        config = configs.get(path.name)
+        row = _describe_file(path, config, gpus)
+        row["config"] = config
+        row["loaded"] = status.get("model_file") in (path.name, str(path))
+        if bound_form is not None and bound_form.data.get("file_name") == path.name:
+            row["form"] = bound_form
+        else:
+            row["form"] = ModelLoadForm.for_config(path.name, config, names, number)
+        rows.append(row)
+    return {
+        "rows": rows,
+        "gpus": gpus,
+        "worker": status,
+        "bound_form": bound_form,
+        "models_config": {"statusUrl": reverse("chat:models_status"), "worker": status},
+    }
+
+
+@never_cache
+@staff_required
+@require_GET
+def models(request):
+    return render(request, "chat/models.html", models_context(request))
+
+
+@staff_required
+@require_POST
+def model_load(request):
+    try:
+        names = [p.name for p in chat_worker.list_model_files()]
+    except Exception:
+        names = []
+    form = ModelLoadForm(request.POST, file_names=names)
+    if not form.is_valid():
+        return render(request, "chat/models.html", models_context(request, bound_form=form))
+    data = form.cleaned_data
+    with transaction.atomic():
+        ModelConfig.objects.filter(is_active=True).exclude(file_name=data["file_name"]).update(is_active=False)
+        ModelConfig.objects.update_or_create(
+            file_name=data["file_name"],
+            defaults={"n_gpu_layers": data["n_gpu_layers"], "n_ctx": data["n_ctx"], "flash_attn": data["flash_attn"],
+                      "kv_type": data["kv_type"], "is_active": True},
+        )
+    try:
+        chat_worker.get_manager().load(
+            data["file_name"], n_gpu_layers=data["n_gpu_layers"], n_ctx=data["n_ctx"],
+            flash_attn=data["flash_attn"], kv_type=data["kv_type"],
+        )
+    except Exception as exc:  # a refused load is reported on the page; the setting is kept
+        logger.warning("Loading %s failed: %s", data["file_name"], exc)
+        messages.error(request, _("Could not load %(model)s: %(error)s") % {"model": data["file_name"], "error": exc})
+    else:
+        messages.success(request, _("Loading %(model)s…") % {"model": data["file_name"]})
+    return redirect("chat:models")
+
+
+@staff_required
+@require_POST
+def model_unload(request):
+    ModelConfig.objects.filter(is_active=True).update(is_active=False)
+    try:
+        chat_worker.get_manager().unload()
+    except Exception as exc:
+        messages.error(request, _("Could not unload the model: %(error)s") % {"error": exc})
+    else:
+        messages.success(request, _("The model was unloaded."))
+    return redirect("chat:models")
+
+
+@never_cache
+@staff_required
+@require_GET
+def models_status(request):
+    """The worker's state and the GPUs' memory, polled by static/js/chat-models.js."""
+    return JsonResponse({"worker": worker_status(), "gpus": [gpu.as_dict() for gpu in detect_gpus()]})

@@ -1,0 +1,48 @@
+"""`n_gpu_layers = auto`: as many layers as the advisor's estimate puts on the GPU this server has."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from advisor.hardware import detect_gpus
+
+logger = logging.getLogger(__name__)
+
+# Placeholder speeds: the layer count depends only on memory, but the estimator wants a whole Hardware.
+_GPU_BANDWIDTH = 500e9
+_GPU_FP16_FLOPS = 50e12
+
+
+def auto_gpu_layers(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str) -> int:
+    """Layers to offload: 0 (CPU only) when no GPU is found or the file cannot be estimated."""
+    gpus = detect_gpus()
+    if not gpus:
+        return 0
+    gpu = max(gpus, key=lambda g: g.vram_free_bytes)
+    try:
+        from advisor.estimate import Hardware, Runtime, estimate
+        from advisor.gguf_info import read_gguf
+
+        info = read_gguf(path)
+        hardware = Hardware.this_machine(
+            backend="cuda",
+            vram_total=gpu.vram_total_bytes,
+            vram_free=gpu.vram_free_bytes,
+            gpu_bandwidth=_GPU_BANDWIDTH,
+            gpu_fp16_flops=_GPU_FP16_FLOPS,
+            name=gpu.name,
+        )
+        runtime = Runtime(n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type, n_gpu_layers=None)
+        return int(estimate(info.architecture, None, runtime, hardware).n_gpu_layers)
+    except Exception:  # an estimate is a convenience: never let it stop a model from loading
+        logger.exception("could not estimate n_gpu_layers for %s; loading on the CPU", path)
+        return 0
+
+
+def gpu_name(n_gpu_layers: int) -> str:
+    """The GPU a model with this offload runs on, as a Measurement records it ("" for the CPU)."""
+    if not n_gpu_layers:
+        return ""
+    gpus = detect_gpus()
+    return max(gpus, key=lambda g: g.vram_total_bytes).name if gpus else ""

@@ -1,0 +1,281 @@
+"""The worker process: owns one llama_cpp.Llama and serves commands from its transport one at a time.
+
+This module never imports Django: it runs in a spawned child (and, with Redis, on another machine), and a
+crash here (bad GGUF, out of memory, an abort in native code) costs this process, not the site.
+See chat/worker/transport.py for the messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import traceback
+
+ANY_JOB = -1  # a stop value that stops whatever is running (shutdown)
+PROGRESS_INTERVAL_S = 0.05
+
+
+class Worker:
+    def __init__(self, send, stop_job):
+        self.send = send
+        self.stop_job = stop_job  # multiprocessing Value("q"): id of the job to stop
+        self.llama = None
+        self.loaded: dict = {}
+
+    # --- commands --------------------------------------------------------------------------------------
+    def handle(self, command: dict) -> bool:
+        """Run one command; False means shut down."""
+        op = command.get("op")
+        if op == "load":
+            self.load(command)
+        elif op == "generate":
+            self.generate(command)
+        elif op == "unload":
+            self.unload()
+            self.send({"ev": "unloaded"})
+        elif op == "shutdown":
+            return False
+        return True
+
+    def unload(self):
+        if self.llama is not None:
+            with contextlib.suppress(Exception):
+                self.llama.close()
+        self.llama = None
+        self.loaded = {}
+
+    def load(self, command: dict) -> None:
+        self.unload()
+        path = command["path"]
+        header = {}
+        try:
+            header = read_header(path)
+        except ValueError as exc:
+            self.send({"ev": "load_failed", "error": str(exc)})
+            return
+        try:
+            llama, n_gpu_layers = self._open(command)
+        except Exception as exc:  # llama.cpp reports a bad file as ValueError; be generous
+            message = str(exc) or exc.__class__.__name__
+            self.send({"ev": "load_failed", "error": f"llama.cpp could not load {command['file_name']}: {message}"})
+            return
+        self.llama = llama
+        import llama_cpp
+
+        # Layers as llama.cpp counts them for offload (and as the advisor reports them): every block layer
+        # plus the output layer, so n_gpu_layers == n_layers means "all on the GPU".
+        n_layers = (header.get("n_layers") or llama._model.n_layer()) + 1
+        if n_gpu_layers < 0 or n_gpu_layers > n_layers:
+            n_gpu_layers = n_layers
+        self.loaded = {
+            "ev": "loaded",
+            "file_name": command["file_name"],
+            "n_gpu_layers": n_gpu_layers,
+            "n_layers": n_layers,
+            "n_ctx": llama.n_ctx(),
+            "flash_attn": bool(command.get("flash_attn")),
+            "kv_type": command.get("kv_type", "f16"),
+            "quant": header.get("quant", ""),
+            "model_name": header.get("name") or llama.metadata.get("general.name", ""),
+            "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+            "chat_format": llama.chat_format or "",
+        }
+        self.send(self.loaded)
+
+    def _open(self, command: dict):
+        import llama_cpp
+        import llama_cpp.llama_cpp as native
+
+        kv = {"f16": native.GGML_TYPE_F16, "q8_0": native.GGML_TYPE_Q8_0, "q4_0": native.GGML_TYPE_Q4_0}
+        kv_type = kv.get(command.get("kv_type") or "f16", native.GGML_TYPE_F16)
+        n_gpu_layers = int(command.get("n_gpu_layers") or 0)
+        if not native.llama_supports_gpu_offload():
+            n_gpu_layers = 0  # a CPU build of llama.cpp: report what really happens
+
+        last = [0.0]
+
+        def on_progress(progress, _user_data):
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_INTERVAL_S or progress >= 1.0:
+                last[0] = now
+                self.send({"ev": "status", "state": "loading", "progress": round(float(progress), 4)})
+            return True
+
+        callback = native.llama_progress_callback(on_progress)
+        # Llama() builds its model params from llama_model_default_params() and offers no progress
+        # argument (0.3.36), so the defaults it receives carry the callback. This process owns the module.
+        default_params = native.llama_model_default_params
+
+        def params_with_progress():
+            params = default_params()
+            params.progress_callback = callback
+            return params
+
+        native.llama_model_default_params = params_with_progress
+        try:
+            llama = llama_cpp.Llama(
+                model_path=command["path"],
+                n_gpu_layers=n_gpu_layers,
+                n_ctx=int(command.get("n_ctx") or 4096),
+                flash_attn=bool(command.get("flash_attn")),
+                type_k=kv_type,
+                type_v=kv_type,
+                verbose=False,
+            )
+        finally:
+            native.llama_model_default_params = default_params
+        return llama, n_gpu_layers
+
+    def generate(self, command: dict) -> None:
+        job = command["job"]
+        if self.llama is None:
+            self.send({"ev": "failed", "job": job, "code": "model_not_loaded", "message": "No model is loaded."})
+            return
+        options = dict(command.get("options") or {})
+        messages = list(command["messages"])
+        while True:
+            try:
+                self._generate(job, messages, options)
+                return
+            except ContextTooLong:
+                # Drop the oldest turn (keep the system prompt and the last message) and try again.
+                first = 1 if messages and messages[0]["role"] == "system" else 0
+                if len(messages) - first <= 1:
+                    self.send({"ev": "failed", "job": job, "code": "context_too_long",
+                               "message": "The message is longer than the model's context window (n_ctx)."})
+                    return
+                del messages[first]
+            except Exception as exc:
+                self.send({"ev": "failed", "job": job, "code": "generation_failed",
+                           "message": f"The model failed while generating: {exc}"})
+                traceback.print_exc()
+                return
+
+    def _generate(self, job: int, messages: list, options: dict) -> None:
+        import llama_cpp
+
+        stop_job = self.stop_job
+        times: list[float] = []
+        prompt_len = [0]
+        stopped = [False]
+
+        def stop_check(input_ids, _logits):
+            # llama.cpp's Python loop calls this after sampling every token (and once more at the end):
+            # the place to stop within one token.
+            if not times:
+                prompt_len[0] = len(input_ids)
+            times.append(time.perf_counter())
+            value = stop_job.value
+            if value == job or value == ANY_JOB:
+                stopped[0] = True
+            return stopped[0]
+
+        # create_chat_completion renders the GGUF's own chat template, then calls self.create_completion;
+        # it takes no stopping_criteria, so this instance's create_completion adds ours.
+        llama = self.llama
+        completion = type(llama).create_completion.__get__(llama)
+
+        def create_completion(*args, stopping_criteria=None, **kwargs):
+            criteria = llama_cpp.StoppingCriteriaList([stop_check, *(stopping_criteria or [])])
+            return completion(*args, stopping_criteria=criteria, **kwargs)
+
+        llama.create_completion = create_completion
+        started = time.perf_counter()
+        first_text_at = None
+        finish = None
+        try:
+            chunks = llama.create_chat_completion(
+                messages=messages,
+                stream=True,
+                temperature=options.get("temperature", 0.7),
+                top_p=options.get("top_p", 0.95),
+                top_k=options.get("top_k", 40),
+                min_p=options.get("min_p", 0.05),
+                repeat_penalty=options.get("repeat_penalty", 1.1),
+                max_tokens=options.get("max_tokens", 512),
+                seed=options.get("seed"),
+            )
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                text = choice.get("delta", {}).get("content")
+                if text:
+                    if first_text_at is None:
+                        first_text_at = time.perf_counter()
+                    self.send({"ev": "token", "job": job, "text": text})
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+        except ValueError as exc:
+            if "exceed context window" in str(exc) and not times:
+                raise ContextTooLong from None
+            raise
+        finally:
+            del llama.create_completion
+        # One stop_check call per sampled token, plus one after the loop. A stopped or end-of-generation
+        # token is sampled but is not part of the reply.
+        sampled = max(0, len(times) - 1)
+        if stopped[0] or finish == "stop":
+            tokens = max(0, sampled - 1)
+        else:
+            tokens = sampled
+        status = "stopped" if stopped[0] else "complete"
+        stats = {"tokens": tokens, "prompt_tokens": prompt_len[0], "ttft_ms": None,
+                 "prompt_tokens_per_s": None, "tokens_per_s": None}
+        if times:
+            first_sample = times[0]
+            stats["ttft_ms"] = round(((first_text_at or first_sample) - started) * 1000, 2)
+            if first_sample > started:
+                stats["prompt_tokens_per_s"] = round(prompt_len[0] / (first_sample - started), 2)
+            if tokens > 1:
+                last = times[tokens - 1]
+                if last > first_sample:
+                    stats["tokens_per_s"] = round((tokens - 1) / (last - first_sample), 2)
+        self.send({"ev": "done", "job": job, "status": status, "stats": stats})
+
+    def serve(self, recv) -> None:
+        while True:
+            try:
+                command = recv()
+            except (EOFError, OSError, KeyboardInterrupt):
+                return  # the web process is gone: nobody to serve
+            if not self.handle(command):
+                return
+
+
+class ContextTooLong(Exception):
+    pass
+
+
+def read_header(path: str) -> dict:
+    """Quant, layer count and name from the GGUF header; ValueError with a readable reason if unusable."""
+    try:
+        from advisor.gguf_info import GGUFError, read_gguf
+    except ImportError:  # pragma: no cover - the advisor ships with the site
+        return {}
+    try:
+        info = read_gguf(path)
+    except GGUFError as exc:
+        raise ValueError(str(exc)) from None
+    except Exception as exc:  # the gguf package on a damaged file
+        raise ValueError(f"{os.path.basename(path)} is not a usable GGUF file: {exc}") from None
+    return {"quant": info.quant, "n_layers": info.architecture.n_layer, "name": info.name}
+
+
+def worker_main(conn, stop_job) -> None:
+    """Entry point of the spawned process."""
+    # The web process is the parent; its death closes the pipe, recv() raises EOFError and we exit.
+    worker = Worker(_sender(conn), stop_job)
+    try:
+        worker.serve(conn.recv)
+    finally:
+        worker.unload()
+
+
+def _sender(conn):
+    def send(event: dict) -> None:
+        try:
+            conn.send(event)
+        except (BrokenPipeError, OSError):
+            os._exit(0)  # the web process is gone
+
+    return send

@@ -1,0 +1,72 @@
+// The Models page: keeps the worker's state, the load progress and the GPUs' memory current.
+// Polls the staff-only JSON view (chat:models_status); the page itself works without this file.
+"use strict";
+
+(function () {
+  const configNode = document.getElementById("models-config");
+  if (!configNode) return;
+  const config = JSON.parse(configNode.textContent);
+  const byId = (id) => document.getElementById(id);
+  let lastState = config.worker && config.worker.state;
+
+  function formatBytes(bytes) {
+    const units = ["B", "KB", "MB", "GB", "TB"];
+    let value = Number(bytes) || 0;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
+  }
+
+  function show(worker, gpus) {
+    const stateNode = byId("worker-state");
+    stateNode.textContent = worker.state || "?";
+    stateNode.dataset.state = worker.state || "";
+    byId("worker-model").textContent = worker.model_file || "—";
+    const layers = worker.n_gpu_layers;
+    byId("worker-layers").textContent =
+      layers === null || layers === undefined || layers === "" ? "—" : worker.n_layers ? `${layers} / ${worker.n_layers}` : String(layers);
+    byId("worker-ctx").textContent = worker.n_ctx || "—";
+    byId("worker-queue").textContent = worker.queue_length || 0;
+    const progress = byId("worker-progress");
+    progress.hidden = worker.state !== "loading";
+    if (typeof worker.progress === "number") progress.value = worker.progress;
+    const error = byId("worker-error");
+    error.hidden = !worker.error;
+    error.textContent = worker.error || "";
+    for (const gpu of gpus) {
+      const row = document.querySelector(`.gpu[data-index="${gpu.index}"]`);
+      if (!row) continue;
+      row.querySelector(".gpu-used").textContent = formatBytes(gpu.vram_used_bytes);
+      const meter = row.querySelector("meter");
+      meter.max = gpu.vram_total_bytes;
+      meter.value = gpu.vram_used_bytes;
+    }
+    for (const row of document.querySelectorAll("tr.model-row")) {
+      const loaded = Boolean(worker.model_file) && row.dataset.file === worker.model_file;
+      row.classList.toggle("loaded", loaded);
+      const badge = row.querySelector(".loaded-badge");
+      if (badge) badge.hidden = !loaded;
+    }
+    lastState = worker.state;
+  }
+
+  async function poll() {
+    let delay = 5000;
+    try {
+      const response = await fetch(config.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.ok) {
+        const data = await response.json();
+        show(data.worker || {}, data.gpus || []);
+        if (data.worker && data.worker.state === "loading") delay = 700;
+      }
+    } catch (error) {
+      delay = 10000;
+    }
+    setTimeout(poll, document.visibilityState === "visible" ? delay : Math.max(delay, 15000));
+  }
+
+  setTimeout(poll, lastState === "loading" ? 500 : 3000);
+})();

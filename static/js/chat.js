@@ -1,0 +1,661 @@
+// The chat page: WebSocket client (chat/PROTOCOL.md), composer, message actions, settings.
+//
+// The page is rendered by the server and readable without this file. Data comes from the
+// <script type="application/json" id="chat-config"> block (json_script); model text is put on the page
+// only through static/js/chat-markdown.js, which builds DOM nodes and never parses HTML.
+"use strict";
+
+(function () {
+  const configNode = document.getElementById("chat-config");
+  if (!configNode || !window.LLMSiteMarkdown) return;
+  const config = JSON.parse(configNode.textContent);
+  const t = config.i18n;
+  const Markdown = window.LLMSiteMarkdown;
+  const SAMPLING_KEY = "llmsite.sampling";
+  const INTEGER_OPTIONS = new Set(["top_k", "max_tokens", "seed"]);
+  const MAX_BACKOFF_MS = 30000;
+
+  const byId = (id) => document.getElementById(id);
+  const log = byId("chat-log");
+  const composer = byId("composer");
+  const input = byId("composer-input");
+  const sendButton = byId("send-button");
+  const stopButton = byId("stop-button");
+  const queueState = byId("queue-state");
+  const connectionState = byId("connection-state");
+  const modelState = byId("model-state");
+  const modelProgress = byId("model-progress");
+  const systemPrompt = document.querySelector(".system-prompt-form textarea");
+  const samplingInputs = Array.from(document.querySelectorAll("[data-option]"));
+
+  const format = (template, values) => template.replace(/%\((\w+)\)s/g, (_, key) => String(values[key] ?? ""));
+
+  const state = {
+    conversation: config.conversation,
+    reply: null,          // the assistant <article> being written (or waiting) for this page
+    resumeId: null,       // the reply to ask for again after (re)connecting
+    resetOnToken: false,  // after a resume, the first text we get replaces what the page has
+    connected: false,
+  };
+  const rawText = new WeakMap(); // <article> -> the message's text as written
+
+  // --- Messages on the page --------------------------------------------------------------------------------------
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  const dirty = new Set();
+  let renderPending = false;
+  let lastRenderMs = 0;
+
+  function renderBody(article) {
+    const body = article.querySelector(".msg-body");
+    const text = rawText.get(article) || "";
+    if (article.dataset.role === "assistant") {
+      body.replaceChildren(Markdown.render(text, { copyLabel: t.copyCode, imageLabel: t.image }));
+      body.classList.add("md");
+    } else {
+      body.textContent = text;
+    }
+  }
+
+  // Streaming re-renders a reply at most once per frame, however many tokens arrive; a reply so long that
+  // rendering it takes a while is rendered less often, so typing and scrolling stay smooth.
+  function scheduleRender(article) {
+    dirty.add(article);
+    if (renderPending) return;
+    renderPending = true;
+    const wait = lastRenderMs > 8 ? Math.min(1000, lastRenderMs * 4) : 0;
+    setTimeout(() => requestAnimationFrame(flushRenders), wait);
+  }
+
+  function flushRenders() {
+    const follow = nearBottom();
+    const started = performance.now();
+    renderPending = false;
+    for (const item of dirty) renderBody(item);
+    dirty.clear();
+    lastRenderMs = performance.now() - started;
+    if (follow) scrollToBottom();
+  }
+
+  function setText(article, text) {
+    rawText.set(article, text);
+    scheduleRender(article);
+  }
+
+  function nearBottom() {
+    return log.scrollHeight - log.scrollTop - log.clientHeight < 120;
+  }
+
+  function scrollToBottom() {
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function messageArticle(role, id) {
+    const article = el("article", `msg msg-${role}`);
+    article.dataset.role = role;
+    article.dataset.status = role === "assistant" ? "streaming" : "complete";
+    if (id) setId(article, id);
+    const head = el("header", "msg-head");
+    head.appendChild(el("span", "msg-role", role === "user" ? t.user : t.assistant));
+    const foot = el("footer", "msg-foot");
+    foot.appendChild(el("span", "msg-stats muted"));
+    article.append(head, el("div", "msg-body"), foot);
+    addActions(article);
+    return article;
+  }
+
+  function setId(article, id) {
+    article.dataset.id = String(id);
+    article.id = `msg-${id}`;
+  }
+
+  function appendMessage(role, text) {
+    byId("chat-empty")?.remove();
+    const article = messageArticle(role);
+    log.appendChild(article);
+    setText(article, text);
+    return article;
+  }
+
+  function addActions(article) {
+    const foot = article.querySelector(".msg-foot");
+    const actions = el("span", "msg-actions");
+    const button = (className, label) => {
+      const node = el("button", className, label);
+      node.type = "button";
+      actions.appendChild(node);
+    };
+    button("copy-message", t.copy);
+    if (article.dataset.role === "user") button("edit-message", t.edit);
+    if (article.dataset.role === "assistant") button("regenerate-message", t.regenerate);
+    foot.appendChild(actions);
+  }
+
+  function setStats(article, status, stats) {
+    article.dataset.status = status;
+    article.classList.remove("pending");
+    const parts = [];
+    if (status === "stopped") parts.push(t.stopped);
+    if (status === "error") parts.push(t.error);
+    if (stats && stats.tokens_per_s != null) {
+      parts.push(format(t.stats, {
+        tokens: stats.tokens ?? "?",
+        tps: Number(stats.tokens_per_s).toFixed(1),
+        ttft: stats.ttft_ms != null ? Math.round(stats.ttft_ms) : "?",
+      }));
+    }
+    article.querySelector(".msg-stats").textContent = parts.join(" · ");
+  }
+
+  function showError(article, text) {
+    let node = article.querySelector(".msg-error");
+    if (!node) {
+      node = el("p", "msg-error");
+      node.setAttribute("role", "alert");
+      article.querySelector(".msg-foot").before(node);
+    }
+    node.textContent = text;
+  }
+
+  function articles() {
+    return Array.from(log.querySelectorAll("article.msg"));
+  }
+
+  // Regenerate is offered on the last reply only, and never while one is being written.
+  function updateControls() {
+    const busy = state.reply !== null;
+    sendButton.disabled = busy || !state.connected;
+    stopButton.hidden = !busy;
+    log.setAttribute("aria-busy", String(busy));
+    const all = articles();
+    const lastAssistant = all.filter((a) => a.dataset.role === "assistant" && a.dataset.id).pop();
+    for (const article of all) {
+      const regenerate = article.querySelector(".regenerate-message");
+      if (regenerate) regenerate.hidden = busy || article !== lastAssistant;
+      const edit = article.querySelector(".edit-message");
+      if (edit) edit.hidden = busy || !article.dataset.id;
+    }
+  }
+
+  // --- Sending ---------------------------------------------------------------------------------------------------------
+  function currentOptions() {
+    const options = {};
+    for (const field of samplingInputs) {
+      const value = field.value.trim();
+      const { rangeOverflow, rangeUnderflow, badInput } = field.validity;
+      if (value === "" || rangeOverflow || rangeUnderflow || badInput) continue;
+      const number = INTEGER_OPTIONS.has(field.dataset.option) ? parseInt(value, 10) : parseFloat(value);
+      if (Number.isFinite(number)) options[field.dataset.option] = number;
+    }
+    // Always sent: an emptied prompt clears the conversation's saved one.
+    if (systemPrompt) options.system = systemPrompt.value.trim();
+    return options;
+  }
+
+  function startReply() {
+    const article = appendMessage("assistant", "");
+    article.classList.add("pending");
+    state.reply = article;
+    state.resumeId = null;
+    queueState.textContent = "";
+    updateControls();
+    scrollToBottom();
+    return article;
+  }
+
+  function sendFrame(frame) {
+    if (!connection.send(frame)) {
+      connectionState.textContent = t.connecting;
+      return false;
+    }
+    return true;
+  }
+
+  function sendMessage() {
+    const content = input.value.trim();
+    if (!content || state.reply) return;
+    if (!sendFrame({ type: "send", conversation: state.conversation, content, options: currentOptions() })) return;
+    input.value = "";
+    autosize();
+    const userArticle = appendMessage("user", content);
+    userArticle.classList.add("pending");
+    startReply();
+  }
+
+  function regenerate(article) {
+    if (state.reply || !article.dataset.id) return;
+    const frame = { type: "regenerate", message: Number(article.dataset.id), options: currentOptions() };
+    if (!sendFrame(frame)) return;
+    article.remove();
+    startReply();
+  }
+
+  function editMessage(article) {
+    if (state.reply || article.querySelector(".msg-edit")) return;
+    const body = article.querySelector(".msg-body");
+    const form = el("form", "msg-edit");
+    const area = el("textarea");
+    area.value = rawText.get(article) || "";
+    const actions = el("div", "msg-edit-actions");
+    const save = el("button", "", t.saveSend);
+    save.type = "submit";
+    const cancel = el("button", "secondary", t.cancel);
+    cancel.type = "button";
+    actions.append(save, cancel);
+    form.append(area, actions);
+    body.hidden = true;
+    body.after(form);
+    area.focus();
+    const close = () => {
+      form.remove();
+      body.hidden = false;
+    };
+    cancel.addEventListener("click", close);
+    area.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") close();
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const content = area.value.trim();
+      if (!content || state.reply) return;
+      const frame = { type: "edit", message: Number(article.dataset.id), content, options: currentOptions() };
+      if (!sendFrame(frame)) return;
+      close();
+      // Everything after the edited message is replaced by the new reply.
+      let next = article.nextElementSibling;
+      while (next) {
+        const following = next.nextElementSibling;
+        next.remove();
+        next = following;
+      }
+      setText(article, content);
+      startReply();
+    });
+  }
+
+  function stop() {
+    sendFrame({ type: "stop" });
+  }
+
+  // --- Frames from the server ---------------------------------------------------------------------------------------------
+  function findArticle(id) {
+    return id == null ? null : byId(`msg-${id}`);
+  }
+
+  function onAccepted(frame) {
+    if (frame.conversation != null && state.conversation !== frame.conversation) {
+      state.conversation = frame.conversation;
+      const url = config.conversationUrl.replace(/\/0\/$/, `/${frame.conversation}/`);
+      history.replaceState(null, "", url);
+      addToSidebar(frame.conversation, url);
+      linkConversation(frame.conversation);
+    }
+    const reply = state.reply;
+    if (!reply) return;
+    if (frame.message != null) setId(reply, frame.message);
+    const pendingUser = log.querySelector("article.msg-user.pending");
+    if (pendingUser) {
+      pendingUser.classList.remove("pending");
+      if (frame.user_message != null) setId(pendingUser, frame.user_message);
+    }
+    updateControls();
+  }
+
+  function addToSidebar(id, url) {
+    const list = byId("conversation-list");
+    if (!list || list.querySelector(`[data-id="${id}"]`)) return;
+    list.querySelector(".conversation-none")?.remove();
+    for (const item of list.querySelectorAll(".current")) item.classList.remove("current");
+    const firstUser = log.querySelector("article.msg-user");
+    const title = ((firstUser && rawText.get(firstUser)) || t.newConversation).replace(/\s+/g, " ").slice(0, 60);
+    const item = el("li", "conversation-item current");
+    item.dataset.id = String(id);
+    const anchor = el("a", "conversation-link", title);
+    anchor.href = url;
+    anchor.setAttribute("aria-current", "page");
+    item.appendChild(anchor);
+    list.prepend(item);
+    const heading = byId("chat-title");
+    if (heading) heading.textContent = title;
+    document.title = `${title} · ${document.title.split(" · ").slice(-2).join(" · ")}`;
+  }
+
+  // A conversation that began on this page gets what the server renders for one: export links, and a
+  // system prompt form that saves to it.
+  function linkConversation(id) {
+    const withId = (template) => template.replace("/0/", `/${id}/`);
+    const promptForm = document.querySelector(".system-prompt-form");
+    if (promptForm) {
+      promptForm.action = withId(config.systemPromptUrl);
+      const button = promptForm.querySelector("button[type=submit]");
+      if (button) button.textContent = t.save;
+    }
+    const head = document.querySelector(".chat-head");
+    if (!head || head.querySelector(".chat-export")) return;
+    const nav = el("nav", "chat-export");
+    nav.setAttribute("aria-label", t.export);
+    for (const [kind, label, id] of [["md", t.markdown, "export-md"], ["json", "JSON", "export-json"]]) {
+      const anchor = el("a", "button secondary button-small", label);
+      anchor.href = withId(config.exportUrls[kind]);
+      anchor.id = id;
+      anchor.setAttribute("download", "");
+      nav.appendChild(anchor);
+    }
+    head.appendChild(nav);
+  }
+
+  function replyFor(frame) {
+    if (state.reply && (frame.message == null || state.reply.dataset.id === String(frame.message))) return state.reply;
+    return null;
+  }
+
+  function onToken(frame) {
+    const article = replyFor(frame) || findArticle(frame.message);
+    if (!article) return;
+    queueState.textContent = "";
+    article.classList.remove("pending");
+    const before = state.resetOnToken && article === state.reply ? "" : rawText.get(article) || "";
+    state.resetOnToken = false;
+    setText(article, before + frame.text);
+  }
+
+  function onDone(frame) {
+    const article = replyFor(frame) || findArticle(frame.message);
+    if (!article) return;
+    if (typeof frame.content === "string") setText(article, frame.content);
+    setStats(article, frame.status || "complete", frame.stats);
+    if (article === state.reply) finishReply();
+  }
+
+  function finishReply() {
+    state.reply = null;
+    state.resumeId = null;
+    state.resetOnToken = false;
+    queueState.textContent = "";
+    log.querySelector("article.msg-user.pending")?.classList.remove("pending");
+    updateControls();
+  }
+
+  // An error names its reply in `reply`; one without it answers our last frame (a refused send, a stop
+  // with nothing to stop), and fails the reply only if the server never accepted it.
+  function onError(frame) {
+    const text = frame.message || frame.code || t.error;
+    const article = frame.reply != null ? findArticle(frame.reply) : state.reply && !state.reply.dataset.id ? state.reply : null;
+    if (article) {
+      showError(article, text);
+      setStats(article, "error");
+      if (article === state.reply) finishReply();
+    } else {
+      queueState.textContent = text;
+    }
+  }
+
+  function onModel(frame) {
+    const model = frame.model_file || frame.model || "";
+    const stateName = frame.state || "";
+    modelState.dataset.state = stateName;
+    if (stateName === "loading") {
+      modelState.textContent = format(t.modelLoading, { model });
+    } else if (stateName === "error") {
+      modelState.textContent = format(t.modelError, { error: frame.error || frame.message || "" });
+    } else if (model) {
+      modelState.textContent = format(t.modelReady, { model });
+    } else {
+      modelState.textContent = t.modelNone;
+    }
+    if (modelProgress) {
+      modelProgress.hidden = stateName !== "loading";
+      if (typeof frame.progress === "number") modelProgress.value = Math.max(0, Math.min(1, frame.progress));
+    }
+  }
+
+  const HANDLERS = {
+    accepted: onAccepted,
+    queued: (frame) => {
+      queueState.textContent = format(t.queued, { position: frame.position });
+    },
+    token: onToken,
+    done: onDone,
+    error: onError,
+    model: onModel,
+  };
+
+  // --- The connection: reconnects with exponential back-off, resumes a reply that was streaming ------------------
+  const connection = {
+    socket: null,
+    attempt: 0,
+    timer: null,
+    url() {
+      return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${config.wsPath}`;
+    },
+    open() {
+      clearTimeout(this.timer);
+      this.timer = null;
+      if (this.socket) return;
+      setConnection("connecting");
+      let socket;
+      try {
+        socket = new WebSocket(this.url());
+      } catch (error) {
+        this.retry();
+        return;
+      }
+      this.socket = socket;
+      socket.addEventListener("open", () => {
+        this.attempt = 0;
+        setConnection("up");
+        const resume = state.resumeId || (state.reply && state.reply.dataset.id);
+        if (resume) {
+          state.resetOnToken = true;
+          socket.send(JSON.stringify({ type: "resume", message: Number(resume) }));
+        }
+      });
+      socket.addEventListener("message", (event) => {
+        let frame;
+        try {
+          frame = JSON.parse(event.data);
+        } catch (error) {
+          return;
+        }
+        const handler = frame && HANDLERS[frame.type];
+        if (handler) handler(frame);
+      });
+      socket.addEventListener("close", () => {
+        if (this.socket !== socket) return;
+        this.socket = null;
+        dropped();
+        this.retry();
+      });
+    },
+    retry() {
+      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.8 + Math.random() * 0.4);
+      this.attempt += 1;
+      setConnection("down", Math.ceil(delay / 1000));
+      this.timer = setTimeout(() => this.open(), delay);
+    },
+    now() {
+      // The network came back or the tab is visible again: do not wait out the back-off.
+      if (!this.socket && this.timer) this.open();
+    },
+    send(frame) {
+      if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
+      this.socket.send(JSON.stringify(frame));
+      return true;
+    },
+  };
+
+  // A reply that the server had accepted is asked for again; one it never acknowledged is reported.
+  function dropped() {
+    const reply = state.reply;
+    if (!reply) return;
+    if (reply.dataset.id) {
+      state.resumeId = reply.dataset.id;
+    } else {
+      showError(reply, t.connectionLost);
+      setStats(reply, "error");
+      finishReply();
+    }
+  }
+
+  function setConnection(status, seconds) {
+    state.connected = status === "up";
+    connectionState.dataset.state = status;
+    connectionState.textContent = {
+      connecting: t.connecting,
+      up: t.connected,
+      down: format(t.reconnecting, { seconds }),
+    }[status];
+    if (status === "up") input.disabled = false;
+    updateControls();
+  }
+
+  // --- Copying ---------------------------------------------------------------------------------------------------------------
+  async function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) {
+      try {
+        await navigator.clipboard.writeText(text);
+        return true;
+      } catch (error) {
+        // fall through: permissions can refuse the async clipboard
+      }
+    }
+    // Plain http on a LAN address is not a secure context: the old way still works there.
+    const helper = el("textarea", "clipboard-helper");
+    helper.value = text;
+    helper.setAttribute("readonly", "");
+    document.body.appendChild(helper);
+    helper.select();
+    let copied = false;
+    try {
+      copied = document.execCommand("copy");
+    } catch (error) {
+      copied = false;
+    }
+    helper.remove();
+    return copied;
+  }
+
+  async function copyWithFeedback(button, text) {
+    const label = button.textContent;
+    if (await copyText(text)) {
+      button.textContent = t.copied;
+      setTimeout(() => {
+        button.textContent = label;
+      }, 1500);
+    }
+  }
+
+  // --- Settings panel: sampling kept in this browser -------------------------------------------------------------------
+  function restoreSampling() {
+    let saved = {};
+    try {
+      saved = JSON.parse(localStorage.getItem(SAMPLING_KEY) || "{}") || {};
+    } catch (error) {
+      saved = {};
+    }
+    for (const field of samplingInputs) {
+      const value = saved[field.dataset.option];
+      if (value !== undefined && value !== null) field.value = String(value);
+    }
+  }
+
+  function saveSampling() {
+    const values = {};
+    for (const field of samplingInputs) if (field.value.trim() !== "") values[field.dataset.option] = field.value.trim();
+    try {
+      localStorage.setItem(SAMPLING_KEY, JSON.stringify(values));
+    } catch (error) {
+      // private browsing may refuse storage; the settings still apply to this page
+    }
+  }
+
+  function autosize() {
+    input.style.height = "auto";
+    input.style.height = `${input.scrollHeight + 2}px`;
+  }
+
+  // --- Wiring -----------------------------------------------------------------------------------------------------------------
+  function init() {
+    for (const article of articles()) {
+      const body = article.querySelector(".msg-body");
+      rawText.set(article, body.textContent);
+      if (article.dataset.role === "assistant") renderBody(article);
+      addActions(article);
+    }
+    for (const id of config.streaming || []) {
+      const article = findArticle(id);
+      if (article) {
+        state.reply = article;
+        state.resumeId = String(id);
+      }
+    }
+    if (config.model && config.model.state) onModel(config.model);
+
+    composer.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendMessage();
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        sendMessage();
+      }
+    });
+    input.addEventListener("input", autosize);
+    stopButton.addEventListener("click", stop);
+
+    log.addEventListener("click", (event) => {
+      const button = event.target.closest("button");
+      if (!button) return;
+      const article = button.closest("article.msg");
+      if (button.classList.contains("copy-code")) {
+        const code = button.closest(".code-block").querySelector("code");
+        copyWithFeedback(button, code.textContent);
+      } else if (button.classList.contains("copy-message")) {
+        copyWithFeedback(button, rawText.get(article) || "");
+      } else if (button.classList.contains("edit-message")) {
+        editMessage(article);
+      } else if (button.classList.contains("regenerate-message")) {
+        regenerate(article);
+      }
+    });
+
+    restoreSampling();
+    for (const field of samplingInputs) field.addEventListener("change", saveSampling);
+    const reset = byId("sampling-reset");
+    if (reset) {
+      reset.hidden = false;
+      reset.addEventListener("click", () => {
+        for (const field of samplingInputs) field.value = "";
+        saveSampling();
+      });
+    }
+
+    for (const form of document.querySelectorAll("form[data-confirm]")) {
+      form.addEventListener("submit", (event) => {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    }
+
+    window.addEventListener("online", () => connection.now());
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "visible") connection.now();
+    });
+
+    updateControls();
+    scrollToBottom();
+    connection.open();
+    if (!state.conversation) input.focus();
+  }
+
+  init();
+})();

@@ -1,4 +1,6 @@
-"""The chat WebSocket's frames: parsing and validation in one place (chat/PROTOCOL.md documents them).
+"""The chat WebSocket's frames: parsing and validation in one place.
+
+README.md ("The WebSocket protocol") documents them.
 
 `parse(text)` turns one text frame into a command object or raises ProtocolError(code, message), whose
 message a person can read; the consumer answers it with an `error` frame and keeps the connection open.

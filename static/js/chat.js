@@ -1,4 +1,4 @@
-// The chat page: WebSocket client (chat/PROTOCOL.md), composer, message actions, settings.
+// The chat page: WebSocket client (README.md, "The WebSocket protocol"), composer, message actions, settings.
 //
 // The page is rendered by the server and readable without this file. Data comes from the
 // <script type="application/json" id="chat-config"> block (json_script); model text is put on the page

@@ -124,6 +124,8 @@ class CatalogUploadForm(forms.Form):
             return json.loads(upload.read().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise forms.ValidationError(_("This is not a JSON file: %(error)s") % {"error": exc}) from None
+        except RecursionError:  # "[[[[..." nested deeper than Python's parser goes
+            raise forms.ValidationError(_("This JSON file is nested too deeply to be a catalog.")) from None
 
 
 def import_catalog_view(model_admin, request):

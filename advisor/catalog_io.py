@@ -9,12 +9,13 @@ The functions take an `apps` registry so the data migration can run them with hi
 """
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.apps import apps as global_apps
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 FORMAT_VERSION = 1
 SEED_DIR = Path(__file__).resolve().parent / "seed"
@@ -104,12 +105,35 @@ def _build(model, key, fields, row, existing):
     instance = existing.get(row.get(key)) or model()
     for name in [key, *fields]:
         if name in row:
-            setattr(instance, name, row[name])
+            setattr(instance, name, _field_value(model._meta.get_field(name), row[name]))
     if model.__name__ == "GPU":  # historical models (migrations) have no custom save()
         sizes = row.get("vram_gib")
         instance.max_vram_gib = max(sizes) if isinstance(sizes, list) and sizes and all(
             isinstance(s, int | float) for s in sizes) else 0
     return instance
+
+
+def _field_value(model_field, value):
+    """The value as the field will store it, or ValidationError: full_clean() skips the empty values of
+    blank fields ([] or {} for a number), and accepts NaN and infinity, which no estimate can use."""
+    if isinstance(model_field, models.JSONField):
+        return value
+    if value in model_field.empty_values:
+        if model_field.null:
+            return None
+        if isinstance(model_field, models.CharField | models.TextField):
+            return ""
+    try:
+        value = model_field.to_python(value)
+    except OverflowError:  # an integer with hundreds of digits for a float field
+        raise ValidationError({model_field.name: "the number is too large"}) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError({model_field.name: f"{value} is not a finite number"})
+    return value
+
+
+def _is_key(value) -> bool:
+    return isinstance(value, str) and bool(value)
 
 
 def import_catalog(data, apps=global_apps) -> ImportResult:
@@ -124,6 +148,9 @@ def import_catalog(data, apps=global_apps) -> ImportResult:
         seen, instances = set(), []
         for index, row in enumerate(data.get(section, [])):
             label = f"{section}[{index}] {row.get(key)!r}"
+            if not _is_key(row.get(key)):
+                errors.append(f"{label}: {key} must be non-empty text")
+                continue
             if row.get(key) in seen:
                 errors.append(f"{label}: appears twice")
                 continue
@@ -141,25 +168,33 @@ def import_catalog(data, apps=global_apps) -> ImportResult:
         apps.get_model("advisor", "LanguageModel").objects.values_list("slug", flat=True))
     quant_names = {q.name for q in plan["quantizations"][2]} | set(
         apps.get_model("advisor", "Quantization").objects.values_list("name", flat=True))
+    known_model = apps.get_model("advisor", "KnownFile")
     known_rows, seen_pairs = [], set()
     for index, row in enumerate(data.get("known_files", [])):
         label = f"known_files[{index}] {row.get('filename')!r}"
         problems = []
         if set(row) - {"model", "quant", *KNOWN_FILE_FIELDS}:
             problems.append(f"unknown fields: {', '.join(sorted(set(row) - {'model', 'quant', *KNOWN_FILE_FIELDS}))}")
-        if row.get("model") not in model_slugs:
+        if not _is_key(row.get("model")) or row.get("model") not in model_slugs:
             problems.append(f"model {row.get('model')!r} is not in the catalog")
-        if row.get("quant") not in quant_names:
+        if not _is_key(row.get("quant")) or row.get("quant") not in quant_names:
             problems.append(f"quantization {row.get('quant')!r} is not in the catalog")
-        if (row.get("model"), row.get("quant")) in seen_pairs:
+        elif _is_key(row.get("model")) and (row.get("model"), row.get("quant")) in seen_pairs:
             problems.append("a second file for the same model and quantization")
         size = row.get("size_bytes")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1_000_000:
+        if not isinstance(size, int) or isinstance(size, bool) or not 1_000_000 <= size < 2**63:
             problems.append("size_bytes must be a whole number of bytes, at least 1,000,000")
+        else:
+            try:  # lengths and the rest of the model's own validation
+                known_model(**{f: row.get(f) for f in KNOWN_FILE_FIELDS}).full_clean(
+                    exclude=["model", "quant"], validate_unique=False, validate_constraints=False)
+            except ValidationError as exc:
+                problems.extend(_messages(exc))
         if not isinstance(row.get("filename"), str) or not row.get("filename") or not isinstance(
                 row.get("source"), str) or not row.get("source"):
             problems.append("filename and source are required text")
-        seen_pairs.add((row.get("model"), row.get("quant")))
+        if _is_key(row.get("model")) and _is_key(row.get("quant")):
+            seen_pairs.add((row.get("model"), row.get("quant")))
         errors.extend(f"{label}: {p}" for p in problems)
         known_rows.append(row)
     if errors:

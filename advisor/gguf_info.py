@@ -24,6 +24,7 @@ from advisor.estimate import Architecture
 SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss": 2, "openai-moe": 2,
                 "exaone4": 4, "smallthinker": 4, "gemma-embedding": 6}
 
+MAX_LAYERS = 4096
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -66,7 +67,7 @@ def read_gguf(path: str | os.PathLike) -> GGUFInfo:
         raise
     except OSError as exc:
         raise GGUFError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (struct.error, ValueError, IndexError, KeyError, UnicodeDecodeError, OverflowError) as exc:
+    except (struct.error, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError, OverflowError) as exc:
         raise GGUFError(f"{path} is truncated or malformed ({type(exc).__name__}: {exc})") from None
     end = max((off + nb for _, _, nb, off, _, _ in tensors), default=0)
     if end > size:
@@ -168,7 +169,9 @@ def _scan(data, size: int) -> tuple[dict, list]:
         ttype = GGMLQuantizationType(cur.take("I"))
         offset = cur.take("Q")
         infos.append((name, dims, ttype, offset))
-    alignment = int(fields.get("general.alignment", 32) or 32)
+    alignment = fields.get("general.alignment", 32)
+    if type(alignment) is not int or alignment <= 0 or alignment & (alignment - 1):  # as llama.cpp checks it
+        raise ValueError(f"general.alignment must be a power of two, not {alignment!r}")
     data_start = (cur.pos + alignment - 1) // alignment * alignment
     tensors = []
     for name, dims, ttype, offset in infos:
@@ -214,8 +217,13 @@ def _build(path: str, size: int, fields: dict, tensors: list) -> GGUFInfo:
         kv_lora = int(key("attention.kv_lora_rank", 0) or 0)
         q_lora = int(key("attention.q_lora_rank", 0) or 0)
         rope_dim = int(key("rope.dimension_count", 0) or 0) if kv_lora else 0
-    except (TypeError, ValueError) as exc:
+        file_type = fields.get("general.file_type")
+        file_type = int(file_type) if file_type is not None else None
+    except (TypeError, ValueError, OverflowError) as exc:
         raise GGUFError(f"{path} has a malformed architecture key: {exc}") from None
+    # Real models have tens to a few hundred layers; a corrupt count must not allocate per-layer lists.
+    if not 0 < n_layer <= MAX_LAYERS:
+        raise GGUFError(f"{path} has an impossible {arch_name}.block_count of {n_layer}")
 
     dense = [0] * n_layer
     experts = [0] * n_layer
@@ -251,8 +259,7 @@ def _build(path: str, size: int, fields: dict, tensors: list) -> GGUFInfo:
     elif window:
         pattern = SWA_PATTERNS.get(arch_name, 0)
 
-    file_type = fields.get("general.file_type")
-    quant_name = quant.FILE_TYPES.get(int(file_type), f"type {file_type}") if file_type is not None else ""
+    quant_name = quant.FILE_TYPES.get(file_type, f"type {file_type}") if file_type is not None else ""
     arch = Architecture(
         n_layer=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv, n_ff=n_ff, n_vocab=n_vocab,
         head_dim_k=head_k, head_dim_v=head_v, context_length=ctx_len, sliding_window=window,

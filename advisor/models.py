@@ -168,8 +168,10 @@ class LanguageModel(models.Model):
             errors["n_head_kv"] = _("Attention heads must be a multiple of key/value heads.")
         if self.swa_pattern and not self.sliding_window:
             errors["swa_pattern"] = _("A sliding-window pattern needs a sliding-window size.")
-        bad_uses = set(self.uses or []) - {"chat", "code", "reasoning", "long"}
-        if bad_uses:
+        uses = self.uses or []
+        if not isinstance(uses, list) or not all(isinstance(use, str) for use in uses):
+            errors["uses"] = _('Give the uses as a list of words, e.g. ["chat", "code"].')
+        elif bad_uses := set(uses) - {"chat", "code", "reasoning", "long"}:
             errors["uses"] = _("Unknown uses: %(uses)s.") % {"uses": ", ".join(sorted(map(str, bad_uses)))}
         if errors:
             raise ValidationError(errors)

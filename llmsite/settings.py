@@ -42,9 +42,11 @@ INSTALLED_APPS = [
     "channels",
     "advisor",
     "chat",
+    "accounts",  # after django.contrib.auth: its admin replaces the User admin
 ]
 
 MIDDLEWARE = [
+    "llmsite.middleware.ContentSecurityPolicyMiddleware",  # first, so static files and redirects get it too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -54,6 +56,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "accounts.middleware.FirstRunMiddleware",  # last: its redirects still get every header above
 ]
 
 ROOT_URLCONF = "llmsite.urls"
@@ -117,7 +120,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+LOGIN_URL = "accounts:login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+SESSION_COOKIE_HTTPONLY = True  # Django's default, stated: no script reads the session cookie
 
 # --- Languages: English and Spanish ----------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -146,6 +152,11 @@ STORAGES = {
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+# No inline script or style anywhere (the admin's included); ws:/wss: for the chat's WebSocket.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'"
+)
 # Behind a TLS-terminating reverse proxy, set LLMSITE_BEHIND_HTTPS_PROXY=1 (README: "On your network").
 if env_bool("LLMSITE_BEHIND_HTTPS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as accounts_views
 from llmsite import views
 
 urlpatterns = [
@@ -9,6 +10,8 @@ urlpatterns = [
     path("advisor/", include("advisor.urls")),
     path("api/advisor/", include("advisor.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("setup/", accounts_views.setup, name="setup"),
+    path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("chat/", include("chat.urls")),
 ]

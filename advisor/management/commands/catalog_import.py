@@ -19,6 +19,8 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot read {path}: {exc.strerror}.") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CommandError(f"{path} is not valid JSON: {exc}.") from None
+        except RecursionError:
+            raise CommandError(f"{path} is nested too deeply to be a catalog.") from None
         try:
             result = import_catalog(data)
         except CatalogError as exc:

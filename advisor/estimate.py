@@ -719,20 +719,23 @@ def rank(pairs, runtime: Runtime | None = None, hardware: Hardware | None = None
             gpu_total, host = 0, r.compute
         cpu_total = (p.total - w_gpu + (p.token_embd if out_on_gpu and p.tied else 0)
                      + r.kv_all - kv_gpu + host + r.output_buf)
-        if cpu_total + (gpu_total if unified else 0) > ram_left or (ngl and gpu_total > c.budget):
-            if not include_no:
-                continue
-            fits = "no"
-        elif ngl == 0:
-            fits = "cpu"
-        elif out_on_gpu and ncmoe == 0:
-            fits = "full"
-        else:
-            fits = "partial"
+        fits = _fit_class(cpu_total + (gpu_total if unified else 0) <= ram_left and not (ngl and gpu_total > c.budget),
+                          ngl, out_on_gpu, ncmoe)
+        if fits == "no" and not include_no:
+            continue
         t = c.decode_time(ngl, ncmoe)
         rows.append(Ranked(1.0 / t if t > 0 else 0.0, fits, ngl, ncmoe, gpu_total, arch, quant_name))
     rows.sort(key=_speed_key, reverse=True)
     return rows
+
+
+def _fit_class(fits_memory: bool, ngl: int, out_on_gpu: bool, ncmoe: int) -> str:
+    """full: every layer on the GPU; partial: some; cpu: none; no: does not fit in memory at all."""
+    if not fits_memory:
+        return "no"
+    if ngl == 0:
+        return "cpu"
+    return "full" if out_on_gpu and ncmoe == 0 else "partial"
 
 
 def _speed_key(row: Ranked) -> float:
@@ -779,15 +782,9 @@ def estimate(arch: Architecture, quant_name: str | None = None, runtime: Runtime
         host_compute, overhead = r.host_min, c.overhead
     gpu_total = w_gpu + kv_gpu + gpu_compute + overhead
     cpu_total = w_cpu + kv_all - kv_gpu + host_compute + r.output_buf
-    if (cpu_total + (gpu_total if hw.unified_memory else 0) > hw.ram_total - hw.ram_reserved
-            or (ngl and gpu_total > c.budget)):
-        fits = "no"     # an offload that does not fit fails to load
-    elif ngl == 0:
-        fits = "cpu"
-    elif out_on_gpu and ncmoe == 0:
-        fits = "full"
-    else:
-        fits = "partial"
+    # An offload that does not fit fails to load.
+    fits = _fit_class(cpu_total + (gpu_total if hw.unified_memory else 0) <= hw.ram_total - hw.ram_reserved
+                      and not (ngl and gpu_total > c.budget), ngl, out_on_gpu, ncmoe)
     t = c.decode_time(ngl, ncmoe)
     if ngl:
         cpu_key = (hw.ram_bandwidth, hw.cpu_flops_per_thread, c.threads)

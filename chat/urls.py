@@ -1,6 +1,6 @@
 from django.urls import path
 
-from chat import views
+from chat import model_views, views
 
 app_name = "chat"
 
@@ -12,8 +12,8 @@ urlpatterns = [
     path("c/<int:pk>/delete/", views.delete, name="delete"),
     path("c/<int:pk>/system-prompt/", views.system_prompt, name="system_prompt"),
     path("c/<int:pk>/export.<str:fmt>", views.export, name="export"),
-    path("models/", views.models, name="models"),
-    path("models/load/", views.model_load, name="model_load"),
-    path("models/unload/", views.model_unload, name="model_unload"),
-    path("models/status/", views.models_status, name="models_status"),
+    path("models/", model_views.models, name="models"),
+    path("models/load/", model_views.model_load, name="model_load"),
+    path("models/unload/", model_views.model_unload, name="model_unload"),
+    path("models/status/", model_views.models_status, name="models_status"),
 ]

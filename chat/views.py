@@ -12,8 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -23,12 +22,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from advisor.estimate import Hardware, Runtime, estimate
-from advisor.gguf_info import GGUFError, read_gguf
-from advisor.hardware import detect_gpus
 from chat import worker as chat_worker
-from chat.forms import ModelLoadForm, RenameForm, SamplingForm, SearchForm, SystemPromptForm
-from chat.models import Conversation, ModelConfig, Role, Status
+from chat.forms import RenameForm, SamplingForm, SearchForm, SystemPromptForm
+from chat.models import Conversation, Role, Status
 
 logger = logging.getLogger(__name__)
 
@@ -277,128 +273,3 @@ def export(request, pk, fmt):
 
 
 # --- Models (staff) ----------------------------------------------------------------------------------------
-
-
-def _describe_file(path, config, gpus):
-    """Header facts and the advisor's suggested offload for one file; a bad file gives an error, not a 500."""
-    row = {"name": path.name, "size": None, "info": None, "error": "", "suggested": None, "n_layers": None,
-           "fits": ""}
-    try:
-        row["size"] = path.stat().st_size
-    except OSError as exc:
-        row["error"] = _("Cannot read this file: %(error)s") % {"error": exc.strerror or exc}
-        return row
-    try:
-        info = read_gguf(path)
-    except GGUFError as exc:
-        row["error"] = str(exc).replace(str(path), path.name)
-        return row
-    except Exception as exc:  # a reader bug on a strange file still must not take the page down
-        logger.exception("Reading the GGUF header of %s failed", path)
-        row["error"] = _("Cannot read this file's header: %(error)s") % {"error": exc}
-        return row
-    row["info"] = info
-    runtime = Runtime(n_ctx=config.n_ctx if config else 4096, flash_attn=bool(config and config.flash_attn),
-                      kv_type=config.kv_type if config else "f16")
-    try:
-        if gpus:
-            gpu = max(gpus, key=lambda g: g.vram_free_bytes)  # the one chat.worker.offload picks for "auto"
-            hardware = Hardware.this_machine(backend="cuda", vram_total=gpu.vram_total_bytes,
-                                             vram_free=gpu.vram_free_bytes, name=gpu.name)
-        else:
-            hardware = Hardware.this_machine()
-        result = estimate(info.architecture, None, runtime, hardware)
-        row.update(suggested=result.n_gpu_layers, n_layers=result.n_layers, fits=result.fits)
-    except Exception:  # the estimate is advice; without it the file can still be loaded
-        logger.exception("Estimating %s failed", path)
-    return row
-
-
-def models_context(request, bound_form: ModelLoadForm | None = None) -> dict:
-    try:
-        paths = list(chat_worker.list_model_files())
-    except Exception as exc:
-        logger.warning("Could not list the models folder: %s", exc)
-        paths = []
-        messages.error(request, _("Could not list the models folder: %(error)s") % {"error": exc})
-    names = [p.name for p in paths]
-    configs = {c.file_name: c for c in ModelConfig.objects.filter(file_name__in=names)}
-    gpus = detect_gpus()
-    status = worker_status()
-    rows = []
-    for number, path in enumerate(paths):
-        config = configs.get(path.name)
-        row = _describe_file(path, config, gpus)
-        row["config"] = config
-        row["loaded"] = status.get("model_file") in (path.name, str(path))
-        if bound_form is not None and bound_form.data.get("file_name") == path.name:
-            row["form"] = bound_form
-        else:
-            row["form"] = ModelLoadForm.for_config(path.name, config, names, number)
-        rows.append(row)
-    return {
-        "rows": rows,
-        "gpus": gpus,
-        "worker": status,
-        "bound_form": bound_form,
-        "models_config": {"statusUrl": reverse("chat:models_status"), "worker": status},
-    }
-
-
-@never_cache
-@staff_required
-@require_GET
-def models(request):
-    return render(request, "chat/models.html", models_context(request))
-
-
-@staff_required
-@require_POST
-def model_load(request):
-    try:
-        names = [p.name for p in chat_worker.list_model_files()]
-    except Exception:
-        names = []
-    form = ModelLoadForm(request.POST, file_names=names)
-    if not form.is_valid():
-        return render(request, "chat/models.html", models_context(request, bound_form=form))
-    data = form.cleaned_data
-    with transaction.atomic():
-        ModelConfig.objects.filter(is_active=True).exclude(file_name=data["file_name"]).update(is_active=False)
-        ModelConfig.objects.update_or_create(
-            file_name=data["file_name"],
-            defaults={"n_gpu_layers": data["n_gpu_layers"], "n_ctx": data["n_ctx"], "flash_attn": data["flash_attn"],
-                      "kv_type": data["kv_type"], "is_active": True},
-        )
-    try:
-        chat_worker.get_manager().load(
-            data["file_name"], n_gpu_layers=data["n_gpu_layers"], n_ctx=data["n_ctx"],
-            flash_attn=data["flash_attn"], kv_type=data["kv_type"],
-        )
-    except Exception as exc:  # a refused load is reported on the page; the setting is kept
-        logger.warning("Loading %s failed: %s", data["file_name"], exc)
-        messages.error(request, _("Could not load %(model)s: %(error)s") % {"model": data["file_name"], "error": exc})
-    else:
-        messages.success(request, _("Loading %(model)s…") % {"model": data["file_name"]})
-    return redirect("chat:models")
-
-
-@staff_required
-@require_POST
-def model_unload(request):
-    ModelConfig.objects.filter(is_active=True).update(is_active=False)
-    try:
-        chat_worker.get_manager().unload()
-    except Exception as exc:
-        messages.error(request, _("Could not unload the model: %(error)s") % {"error": exc})
-    else:
-        messages.success(request, _("The model was unloaded."))
-    return redirect("chat:models")
-
-
-@never_cache
-@staff_required
-@require_GET
-def models_status(request):
-    """The worker's state and the GPUs' memory, polled by static/js/chat-models.js."""
-    return JsonResponse({"worker": worker_status(), "gpus": [gpu.as_dict() for gpu in detect_gpus()]})

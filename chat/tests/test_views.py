@@ -349,7 +349,7 @@ def test_it_shows_a_malformed_gguf_as_an_error_in_its_row(web, staff, manager, m
 
 
 def test_it_says_when_there_is_no_gpu(web, staff, manager, models_dir, monkeypatch):
-    monkeypatch.setattr("chat.views.detect_gpus", lambda: [])
+    monkeypatch.setattr("chat.model_views.detect_gpus", lambda: [])
     web.force_login(staff)
     page = web.get(reverse("chat:models")).content.decode()
     assert "No NVIDIA GPU found" in page

@@ -14,27 +14,43 @@ _GPU_BANDWIDTH = 500e9
 _GPU_FP16_FLOPS = 50e12
 
 
+def server_hardware(gpus=None):
+    """This server as the estimator sees it: its GPU with the most free memory (None: ask NVML), or the CPU."""
+    from advisor.estimate import Hardware
+
+    gpus = detect_gpus() if gpus is None else gpus
+    if not gpus:
+        return Hardware.this_machine()
+    gpu = max(gpus, key=lambda g: g.vram_free_bytes)
+    return Hardware.this_machine(
+        backend="cuda",
+        vram_total=gpu.vram_total_bytes,
+        vram_free=gpu.vram_free_bytes,
+        gpu_bandwidth=_GPU_BANDWIDTH,
+        gpu_fp16_flops=_GPU_FP16_FLOPS,
+        name=gpu.name,
+    )
+
+
+def estimate_offload(architecture, *, n_ctx: int, flash_attn: bool, kv_type: str, gpus=None):
+    """The advisor's estimate (largest n_gpu_layers that fits) for a model file's architecture on this server."""
+    from advisor.estimate import Runtime, estimate
+
+    runtime = Runtime(n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type, n_gpu_layers=None)
+    return estimate(architecture, None, runtime, server_hardware(gpus))
+
+
 def auto_gpu_layers(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str) -> int:
     """Layers to offload: 0 (CPU only) when no GPU is found or the file cannot be estimated."""
     gpus = detect_gpus()
     if not gpus:
         return 0
-    gpu = max(gpus, key=lambda g: g.vram_free_bytes)
     try:
-        from advisor.estimate import Hardware, Runtime, estimate
         from advisor.gguf_info import read_gguf
 
         info = read_gguf(path)
-        hardware = Hardware.this_machine(
-            backend="cuda",
-            vram_total=gpu.vram_total_bytes,
-            vram_free=gpu.vram_free_bytes,
-            gpu_bandwidth=_GPU_BANDWIDTH,
-            gpu_fp16_flops=_GPU_FP16_FLOPS,
-            name=gpu.name,
-        )
-        runtime = Runtime(n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type, n_gpu_layers=None)
-        return int(estimate(info.architecture, None, runtime, hardware).n_gpu_layers)
+        return int(estimate_offload(info.architecture, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type,
+                                    gpus=gpus).n_gpu_layers)
     except Exception:  # an estimate is a convenience: never let it stop a model from loading
         logger.exception("could not estimate n_gpu_layers for %s; loading on the CPU", path)
         return 0

@@ -17,6 +17,7 @@ Stop is out of band (`request_stop`), because the worker does not read commands 
 
 from __future__ import annotations
 
+import abc
 import logging
 import multiprocessing
 import threading
@@ -29,31 +30,33 @@ EventHandler = Callable[[dict], None]
 DeathHandler = Callable[[str], None]
 
 
-class Transport:
+class Transport(abc.ABC):
     """One worker, as the manager sees it. Callbacks run on a transport-owned thread."""
 
+    @abc.abstractmethod
     def start(self, on_event: EventHandler, on_death: DeathHandler) -> None:
-        raise NotImplementedError
+        """Start the worker; events and the worker's death are reported through the two callbacks."""
 
+    @abc.abstractmethod
     def send(self, command: dict) -> None:
         """Queue a command for the worker. Thread-safe. Never blocks on the worker being busy."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def request_stop(self, job: int) -> None:
         """Make the worker stop generating `job` before its next token (no-op when it is not running)."""
-        raise NotImplementedError
 
     @property
     def pid(self) -> int | None:
         return None
 
     @property
+    @abc.abstractmethod
     def alive(self) -> bool:
-        raise NotImplementedError
+        """Whether the worker is running."""
 
+    @abc.abstractmethod
     def close(self, timeout: float = 5.0) -> None:
         """Shut the worker down (politely, then by force) and release everything."""
-        raise NotImplementedError
 
 
 class PipeTransport(Transport):

@@ -10,7 +10,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat import protocol, services
+from chat import limits, protocol, services
 from chat.protocol import ProtocolError
 from chat.worker import get_manager
 from chat.worker.manager import STATUS_GROUP, reply_group
@@ -28,6 +28,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        if not limits.open_connection(user.pk):
+            await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS)  # refused before accept(), like 4401
+            return
+        self.counted = True
         self.user = user
         # Replies this socket streams: message id -> characters of it sent so far (see chat/worker/replies.py).
         self.following: dict[int, int] = {}
@@ -45,6 +49,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_discard(reply_group(message_id), self.channel_name)
         if hasattr(self, "user"):
             await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
+        if getattr(self, "counted", False):
+            self.counted = False
+            limits.close_connection(self.user.pk)
 
     async def send_json(self, frame: dict) -> None:
         await self.send(text_data=json.dumps(frame, ensure_ascii=False))
@@ -62,31 +69,38 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ProtocolError as exc:
             await self.send_json(exc.frame())
             return
-        handler = {
-            protocol.Send: self.on_send,
-            protocol.Stop: self.on_stop,
-            protocol.Resume: self.on_resume,
-            protocol.Regenerate: self.on_regenerate,
-            protocol.Edit: self.on_edit,
-        }[type(command)]
+        ticket = None
         try:
-            await handler(command)
+            if isinstance(command, protocol.Stop):
+                await self.on_stop(command)
+            elif isinstance(command, protocol.Resume):
+                await self.on_resume(command)
+            else:  # send, regenerate, edit: each starts a reply, within this person's limits
+                ticket = limits.admit(self.user.pk)  # before any database work
+                handler = {protocol.Send: self.on_send, protocol.Regenerate: self.on_regenerate,
+                           protocol.Edit: self.on_edit}[type(command)]
+                await handler(command, ticket)
+        except limits.LimitExceeded as exc:
+            await self.send_json(protocol.error_frame(exc.code, exc.message))
         except services.NotFound:
             await self.send_json(protocol.error_frame("not_found", NOT_FOUND))
+        finally:
+            if ticket is not None and ticket.message_id is None:
+                ticket.cancel()  # no reply was started: the slot is free again
 
-    async def on_send(self, command: protocol.Send) -> None:
+    async def on_send(self, command: protocol.Send, ticket: limits.Ticket) -> None:
         started = await services.start_reply(self.user, command.conversation, command.content, command.options)
-        await self.start(started, command.options)
+        await self.start(started, command.options, ticket)
 
-    async def on_regenerate(self, command: protocol.Regenerate) -> None:
+    async def on_regenerate(self, command: protocol.Regenerate, ticket: limits.Ticket) -> None:
         started = await services.regenerate_reply(self.user, command.message, command.options)
-        await self.start(started, command.options)
+        await self.start(started, command.options, ticket)
 
-    async def on_edit(self, command: protocol.Edit) -> None:
+    async def on_edit(self, command: protocol.Edit, ticket: limits.Ticket) -> None:
         started = await services.edit_and_reply(self.user, command.message, command.content, command.options)
-        await self.start(started, command.options)
+        await self.start(started, command.options, ticket)
 
-    async def start(self, started: dict, options: dict) -> None:
+    async def start(self, started: dict, options: dict, ticket: limits.Ticket) -> None:
         manager = get_manager()
         for removed in started.get("removed", ()):
             manager.stop(removed)
@@ -95,6 +109,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.ensure_model()
         worker_options = {k: v for k, v in options.items() if k != "system"}
         manager.submit(message_id, started["messages"], worker_options, {"conversation": started["conversation"]})
+        ticket.bind(message_id)  # counted until the reply ends
         # Its events reach this consumer only after this handler returns: `accepted` still comes first.
         await self.send_json(protocol.accepted(started["conversation"], message_id))
 

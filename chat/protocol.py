@@ -23,6 +23,14 @@ def max_tokens_cap() -> int:
     return int(getattr(settings, "LLMSITE_MAX_TOKENS", DEFAULT_MAX_TOKENS_CAP))
 
 
+def max_content_chars() -> int:
+    return int(getattr(settings, "LLMSITE_MAX_MESSAGE_CHARS", MAX_CONTENT_CHARS))
+
+
+def max_frame_chars() -> int:
+    return int(getattr(settings, "LLMSITE_MAX_FRAME_CHARS", MAX_FRAME_CHARS))
+
+
 class ProtocolError(Exception):
     def __init__(self, code: str, message: str):
         super().__init__(message)
@@ -95,8 +103,9 @@ def _content(frame: dict) -> str:
         raise ProtocolError("invalid_field", "`content` must be a string.")
     if not value.strip():
         raise ProtocolError("invalid_field", "`content` is empty: write a message first.")
-    if len(value) > MAX_CONTENT_CHARS:
-        raise ProtocolError("invalid_field", f"`content` is too long (at most {MAX_CONTENT_CHARS} characters).")
+    limit = max_content_chars()
+    if len(value) > limit:
+        raise ProtocolError("invalid_field", f"`content` is too long (at most {limit} characters).")
     return value
 
 
@@ -153,8 +162,9 @@ def parse_options(raw) -> dict:
 def parse(text) -> Send | Stop | Resume | Regenerate | Edit:
     if not isinstance(text, str):
         raise ProtocolError("invalid_frame", "Frames must be JSON text, not binary.")
-    if len(text) > MAX_FRAME_CHARS:
-        raise ProtocolError("invalid_frame", f"The frame is too large (at most {MAX_FRAME_CHARS} characters).")
+    limit = max_frame_chars()
+    if len(text) > limit:
+        raise ProtocolError("invalid_frame", f"The frame is too large (at most {limit} characters).")
     try:
         frame = json.loads(text)
     except (ValueError, RecursionError):

@@ -179,6 +179,15 @@ if _n_gpu_layers != "auto":
         raise ImproperlyConfigured(f"LLMSITE_N_GPU_LAYERS must be -1 or more; got {_n_gpu_layers}.")
 LLMSITE_N_GPU_LAYERS = _n_gpu_layers
 
+# --- Limits on the chat socket (README: "Limits"); counted per web process, in memory ----------------------
+LLMSITE_MAX_TOKENS = env_int("LLMSITE_MAX_TOKENS", 4096, minimum=1, maximum=1_048_576)
+LLMSITE_MAX_MESSAGE_CHARS = env_int("LLMSITE_MAX_MESSAGE_CHARS", 100_000, minimum=1, maximum=1_000_000)
+# daphne itself closes a WebSocket message over 1 MiB (close code 1009); this is the app's limit below that.
+LLMSITE_MAX_FRAME_CHARS = env_int("LLMSITE_MAX_FRAME_CHARS", 256_000, minimum=1_000, maximum=1_000_000)
+LLMSITE_RATE_PER_MINUTE = env_int("LLMSITE_RATE_PER_MINUTE", 20, minimum=1, maximum=100_000)
+LLMSITE_MAX_QUEUED_PER_USER = env_int("LLMSITE_MAX_QUEUED_PER_USER", 3, minimum=1, maximum=10_000)
+LLMSITE_MAX_CONNECTIONS_PER_USER = env_int("LLMSITE_MAX_CONNECTIONS_PER_USER", 8, minimum=1, maximum=10_000)
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL; got {LOG_LEVEL!r}.")

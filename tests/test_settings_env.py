@@ -26,6 +26,9 @@ def start_django(tmp_path, **env):
         ("REDIS_URL", "localhost:6379"),
         ("CSRF_TRUSTED_ORIGINS", "example.org"),
         ("LOG_LEVEL", "LOUD"),
+        ("LLMSITE_RATE_PER_MINUTE", "many"),
+        ("LLMSITE_MAX_CONNECTIONS_PER_USER", "-1"),
+        ("LLMSITE_MAX_TOKENS", "0"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(tmp_path, name, value):

@@ -328,3 +328,38 @@ async def test_a_reply_left_streaming_by_a_restart_is_resumed_as_an_error(ws):
     error = await ws.until("error")
     assert error["reply"] == accepted["message"]
     assert (await reply_in_db(accepted["message"])).status == Status.ERROR
+
+
+async def test_every_frame_naming_someone_elses_id_is_answered_like_a_missing_one(ws, login):
+    await wait_until_idle()
+    await ws.send(send(max_tokens=60))
+    accepted = await ws.until("accepted")
+    question = await database_sync_to_async(
+        lambda: Message.objects.get(conversation_id=accepted["conversation"], role="user").id)()
+    before = await conversation_messages(accepted["conversation"])
+    _user, cookie = await login("eve")
+    other = Client(cookie)
+    assert (await other.connect())[0]
+    try:
+        reply, conversation = accepted["message"], accepted["conversation"]
+        frames = [  # (frame for an id, alice's id)
+            (lambda i: {"type": "stop", "message": i}, reply),  # while alice's reply is being written
+            (lambda i: send(conversation=i), conversation),
+            (lambda i: {"type": "resume", "message": i}, reply),
+            (lambda i: {"type": "regenerate", "message": i}, reply),
+            (lambda i: {"type": "send", "regenerate": True, "message": i}, reply),
+            (lambda i: {"type": "edit", "message": i, "content": "changed"}, question),
+            (lambda i: {"type": "edit", "message": i, "content": "changed"}, reply),
+        ]
+        for frame, theirs in frames:
+            await other.send(frame(theirs))
+            foreign = await other.until("error")
+            await other.send(frame(999_999))
+            missing = await other.until("error")
+            assert foreign == missing == {"type": "error", "code": "not_found", "message": foreign["message"]}, frame(0)
+        assert (await ws.until("done"))["status"] == "complete", "eve's stop did not stop alice's reply"
+        after = await conversation_messages(accepted["conversation"])
+        assert [m[:2] for m in after][:1] == [m[:2] for m in before][:1] and len(after) == len(before), \
+            "nothing of alice's was edited or regenerated"
+    finally:
+        await other.close()

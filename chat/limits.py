@@ -1,0 +1,126 @@
+"""Per-person limits on the chat socket: requests per minute, replies in flight, open connections.
+
+The bookkeeping is in memory, in this web process (README: "Limits"): with several web processes each
+counts on its own. Every function takes one lock and does no I/O, so it is safe from the event loop and
+from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from django.conf import settings
+
+WINDOW_S = 60.0
+CLOSE_TOO_MANY_CONNECTIONS = 4429  # refused before accept(): too many sockets open for this person
+
+
+class LimitExceeded(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def rate_per_minute() -> int:
+    return int(getattr(settings, "LLMSITE_RATE_PER_MINUTE", 20))
+
+
+def max_queued() -> int:
+    return int(getattr(settings, "LLMSITE_MAX_QUEUED_PER_USER", 3))
+
+
+def max_connections() -> int:
+    return int(getattr(settings, "LLMSITE_MAX_CONNECTIONS_PER_USER", 8))
+
+
+def _running(message_id: int) -> bool:
+    """Whether a reply is still queued or being written in this process."""
+    from chat.worker import get_manager
+
+    job = get_manager().job(message_id)
+    return job is not None and not job.finished
+
+
+class Ticket:
+    """A reply slot taken by `admit`: `bind` it to the reply once it exists, or `cancel` it."""
+
+    def __init__(self, user_id: int):
+        self.user_id = user_id
+        self.message_id: int | None = None
+
+    def bind(self, message_id: int) -> None:
+        with _lock:
+            self.message_id = message_id
+
+    def cancel(self) -> None:
+        with _lock:
+            slots = _in_flight.get(self.user_id)
+            if slots is not None:
+                slots.discard(self)
+                if not slots:
+                    del _in_flight[self.user_id]
+
+
+_lock = threading.Lock()
+_connections: dict[int, int] = {}
+_requests: dict[int, deque[float]] = {}
+_in_flight: dict[int, set[Ticket]] = {}
+
+
+def open_connection(user_id: int) -> bool:
+    """Count a new socket for this person; False (and nothing counted) when they have too many open."""
+    with _lock:
+        count = _connections.get(user_id, 0)
+        if count >= max_connections():
+            return False
+        _connections[user_id] = count + 1
+        return True
+
+
+def close_connection(user_id: int) -> None:
+    with _lock:
+        count = _connections.get(user_id, 0) - 1
+        if count > 0:
+            _connections[user_id] = count
+        else:
+            _connections.pop(user_id, None)
+
+
+def admit(user_id: int, *, running=_running, now: float | None = None) -> Ticket:
+    """A request that starts a reply (send, regenerate, edit): a Ticket, or LimitExceeded.
+
+    Requests over the per-minute rate are refused first; then a person may have at most `max_queued()`
+    replies queued or being written at once. Refused requests are not counted.
+    """
+    now = time.monotonic() if now is None else now
+    with _lock:
+        recent = _requests.setdefault(user_id, deque())
+        while recent and recent[0] <= now - WINDOW_S:
+            recent.popleft()
+        rate = rate_per_minute()
+        if len(recent) >= rate:
+            wait = max(1, int(recent[0] + WINDOW_S - now + 0.999))
+            raise LimitExceeded("rate_limited", f"Too many messages: at most {rate} a minute. "
+                                                f"Try again in {wait} s.")
+        slots = _in_flight.setdefault(user_id, set())
+        for ticket in [t for t in slots if t.message_id is not None and not running(t.message_id)]:
+            slots.discard(ticket)
+        limit = max_queued()
+        if len(slots) >= limit:
+            raise LimitExceeded("too_many_queued", f"You already have {len(slots)} replies waiting or being "
+                                                   f"written (at most {limit}): wait for one to finish or stop it.")
+        recent.append(now)
+        ticket = Ticket(user_id)
+        slots.add(ticket)
+        return ticket
+
+
+def reset() -> None:
+    """Forget every count (tests)."""
+    with _lock:
+        _connections.clear()
+        _requests.clear()
+        _in_flight.clear()

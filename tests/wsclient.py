@@ -1,0 +1,71 @@
+"""The smallest RFC 6455 WebSocket client over asyncio streams, for the bench (bench/stream.py) and the
+load test (tests/test_load.py): no WebSocket library is installed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import struct
+
+
+class WebSocket:
+    """Text frames, client masking, ping/pong, close."""
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, host: str, port: int, path: str, headers: dict) -> WebSocket:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",
+                 f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13",
+                 *(f"{k}: {v}" for k, v in headers.items())]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"WebSocket handshake refused: {head.splitlines()[0]!r}")
+        return cls(reader, writer)
+
+    async def send(self, frame: dict) -> None:
+        payload = json.dumps(frame).encode()
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            header = bytes([0x81, 0x80 | n])
+        elif n < 65536:
+            header = bytes([0x81, 0x80 | 126]) + struct.pack("!H", n)
+        else:
+            header = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", n)
+        self.writer.write(header + mask + _masked(payload, mask))
+        await self.writer.drain()
+
+    async def receive(self) -> dict:
+        while True:
+            first, second = await self.reader.readexactly(2)
+            n = second & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", await self.reader.readexactly(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", await self.reader.readexactly(8))[0]
+            payload = await self.reader.readexactly(n)
+            opcode = first & 0x0F
+            if opcode == 0x1:
+                return json.loads(payload)
+            if opcode == 0x9:  # ping: answer with a masked pong
+                mask = os.urandom(4)
+                self.writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + _masked(payload, mask))
+            elif opcode == 0x8:
+                raise ConnectionError("the server closed the WebSocket")
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _masked(payload: bytes, mask: bytes) -> bytes:
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(payload))

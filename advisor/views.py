@@ -2,6 +2,7 @@
 
 import re
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,6 +14,7 @@ from django.views.decorators.http import require_GET
 from advisor import charts, recommend
 from advisor.forms import AdvisorForm, MatrixForm
 from advisor.hardware import detect_gpus
+from advisor.local_files import attach_local_files
 from advisor.models import GPU, Measurement
 from advisor.shares import share_for
 
@@ -32,6 +34,10 @@ def measurements_by_model(slugs_and_names) -> dict:
         if slug and slug not in found:
             found[slug] = measurement
     return found
+
+
+def _attach_local(rows):
+    attach_local_files(rows, recommend.snapshot(), settings.MODELS_DIR)
 
 
 def _attach_measurements(rows):
@@ -59,6 +65,7 @@ def decorate(answer: dict) -> dict:
             row["bars"] = _bars(row, capacity)
             row["offload_percent"] = round(100 * row["offload_ratio"])
     _attach_measurements(answer["results"])
+    _attach_local(answer["results"])
     return answer
 
 
@@ -134,6 +141,7 @@ def model_detail(request, slug):
         q = next(q for q in catalog.quants if q.name == chosen["quant"])
         chart = charts.offload_chart(recommend.offload_curve(model, q, hardware, question.ctx))
     _attach_measurements(rows)
+    _attach_local(rows)
     return render(request, "advisor/model.html", {
         "model": model, "form": form, "question": question, "rows": rows, "chosen": chosen, "chart": chart,
         "hardware_name": hardware.name or _("CPU only"), "query": urlencode(question.as_dict()),

@@ -118,6 +118,8 @@ def model_load(request):
         messages.error(request, _("Could not load %(model)s: %(error)s") % {"model": data["file_name"], "error": exc})
     else:
         messages.success(request, _("Loading %(model)s…") % {"model": data["file_name"]})
+        if request.POST.get("then") == "chat":  # the advisor's "open in the chat" button
+            return redirect("chat:index")
     return redirect("chat:models")
 
 

@@ -17,6 +17,16 @@ def ask(page, site_url, gpu_label, vram=None):
     page.wait_for_selector("#answer")
 
 
+def test_the_gpu_list_can_be_searched(site, page):
+    page.goto(site.url + "/advisor/")
+    page.fill("#gpu-filter", "rtx 4060 ti")
+    assert page.locator("#id_gpu").input_value() == "nvidia-geforce-rtx-4060-ti"
+    visible = page.evaluate("[...document.querySelectorAll('#id_gpu option')].filter(o => o.value && !o.hidden)"
+                            ".map(o => o.value)")
+    assert visible and all("4060-ti" in slug for slug in visible)
+    assert page.input_value("#id_vram_gib") == "16", "the chosen card's memory is filled in"
+
+
 def result_rows(page):
     return page.locator("#answer table.results").first.locator("tbody tr").all_inner_texts()
 

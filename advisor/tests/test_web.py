@@ -167,3 +167,30 @@ def test_the_advisor_speaks_spanish(client):
     html = client.get("/advisor/", HTTP_ACCEPT_LANGUAGE="es").content.decode()
     assert "¿Qué puede ejecutar mi GPU?" in html
     assert "Memoria de la GPU (GiB)" in html
+
+
+@pytest.fixture
+def gemma_in_models_folder(settings, tmp_path, gemma3_path):
+    settings.MODELS_DIR = tmp_path
+    (tmp_path / "gemma-3-270m-it-Q4_K_M.gguf").symlink_to(gemma3_path)
+    (tmp_path / "broken.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 20)
+    return tmp_path
+
+
+def test_staff_can_open_a_local_file_in_the_chat_loaded_as_the_answer_says(client, admin_user, gemma_in_models_folder):
+    client.force_login(admin_user)
+    response = client.get("/advisor/models/gemma-3-270m-it/", {"gpu": RTX_4060, "ctx": 4096})
+    row = next(r for r in response.context["rows"] if r["quant"] == "Q4_K_M")
+    assert row["local_file"] == "gemma-3-270m-it-Q4_K_M.gguf"
+    assert all(r["local_file"] is None for r in response.context["rows"] if r["quant"] != "Q4_K_M")
+    html = response.content.decode()
+    form = re.search(r'<form method="post" action="/chat/models/load/" class="open-in-chat">(.*?)</form>', html, re.S)
+    assert form, "a button posts the load to the chat's Models page"
+    assert 'name="file_name" value="gemma-3-270m-it-Q4_K_M.gguf"' in form.group(1)
+    assert f'name="n_gpu_layers" value="{row["n_gpu_layers"]}"' in form.group(1)
+    assert 'name="n_ctx" value="4096"' in form.group(1) and 'name="then" value="chat"' in form.group(1)
+
+
+def test_people_who_are_not_staff_see_no_load_button(client, gemma_in_models_folder):
+    html = client.get("/advisor/models/gemma-3-270m-it/", {"gpu": RTX_4060}).content.decode()
+    assert "open-in-chat" not in html

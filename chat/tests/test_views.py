@@ -377,6 +377,15 @@ def test_it_loads_a_model_and_keeps_the_setting(web, staff, manager, models_dir)
     assert not ModelConfig.objects.get(file_name="other.gguf").is_active
 
 
+def test_a_load_from_the_advisor_opens_the_chat(web, staff, manager, models_dir):
+    web.force_login(staff)
+    name = default_model_file().name
+    response = web.post(reverse("chat:model_load"), {"file_name": name, "n_gpu_layers": "0", "n_ctx": "2048",
+                                                     "kv_type": "f16", "then": "chat"})
+    assert response.status_code == 302 and response["Location"] == reverse("chat:index")
+    assert manager.loads == [(name, {"n_gpu_layers": 0, "n_ctx": 2048, "flash_attn": False, "kv_type": "f16"})]
+
+
 @pytest.mark.parametrize(("typed", "stored"), [("auto", None), ("", None), ("-1", -1), (" AUTO ", None)])
 def test_it_understands_auto_and_all_layers(web, staff, manager, models_dir, typed, stored):
     web.force_login(staff)

@@ -8,6 +8,26 @@
   const gpuSelect = document.getElementById("id_gpu");
   const vramInput = document.getElementById("id_vram_gib");
 
+  // A search box narrows the long GPU list (the plain <select> still works without JavaScript).
+  const filterInput = document.getElementById("gpu-filter");
+  if (gpuSelect && filterInput) {
+    filterInput.hidden = false;
+    filterInput.addEventListener("input", () => {
+      const words = filterInput.value.toLowerCase().split(/\s+/).filter(Boolean);
+      let firstMatch = null;
+      for (const option of gpuSelect.options) {
+        if (!option.value) continue;
+        const text = option.textContent.toLowerCase();
+        option.hidden = !words.every((word) => text.includes(word));
+        if (!option.hidden && !firstMatch) firstMatch = option;
+      }
+      if (firstMatch && (!gpuSelect.value || gpuSelect.selectedOptions[0].hidden)) {
+        gpuSelect.value = firstMatch.value;
+        gpuSelect.dispatchEvent(new Event("change"));
+      }
+    });
+  }
+
   // Picking a GPU fills in its memory (its largest size; the field stays editable).
   if (gpuSelect && vramInput) {
     gpuSelect.addEventListener("change", () => {

@@ -6,6 +6,6 @@ app_name = "accounts"
 urlpatterns = [
     path("login/", views.SignInView.as_view(), name="login"),
     path("logout/", views.SignOutView.as_view(), name="logout"),
-    path("invite/<str:token>/", views.invitation, name="invitation"),
+    path("invite/<slug:token>/", views.invitation, name="invitation"),
     path("signup/", views.signup, name="signup"),
 ]

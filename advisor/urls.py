@@ -8,5 +8,5 @@ urlpatterns = [
     path("matrix/", views.matrix, name="matrix"),
     path("this-server/", views.server_gpu, name="server_gpu"),
     path("models/<str:slug>/", views.model_detail, name="model"),
-    path("r/<str:slug>/", views.shared, name="shared"),
+    path("r/<slug:slug>/", views.shared, name="shared"),
 ]

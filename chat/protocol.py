@@ -106,7 +106,14 @@ def _content(frame: dict) -> str:
     limit = max_content_chars()
     if len(value) > limit:
         raise ProtocolError("invalid_field", f"`content` is too long (at most {limit} characters).")
+    _refuse_nul("content", value)
     return value
+
+
+def _refuse_nul(name: str, value: str) -> None:
+    # As Django's form fields do: a NUL character cannot be stored in PostgreSQL text at all.
+    if "\x00" in value:
+        raise ProtocolError("invalid_field", f"`{name}` must not contain NUL characters.")
 
 
 # name: (kind, low, high); kind "number" accepts ints and floats, "int" only integers.
@@ -153,6 +160,7 @@ def parse_options(raw) -> dict:
                 raise ProtocolError(
                     "invalid_field", f"`options.system` is too long (at most {MAX_SYSTEM_CHARS} characters)."
                 )
+            _refuse_nul("options.system", value)
             options[name] = value
         else:
             raise ProtocolError("invalid_field", f"Unknown option `{name}`.")

@@ -44,14 +44,34 @@ def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 90.0) ->
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def own_database_url(port: int) -> str | None:
+    """On PostgreSQL, a fresh database for one server (on SQLite its data folder already gives it one)."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return None
+    import dj_database_url
+    import psycopg
+
+    config = dj_database_url.parse(url)
+    name = f"{config['NAME']}_site_{port}"
+    with psycopg.connect(host=config["HOST"], port=config["PORT"], user=config["USER"],
+                         password=config["PASSWORD"], dbname=config["NAME"], autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
 class RunningSite:
-    """A daphne server in its own process group, on a free port, with its own data folder."""
+    """A daphne server in its own process group, on a free port, with its own data folder and database."""
 
     def __init__(self, data_dir: Path, command: list[str], env: dict | None = None):
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "LLMSITE_DATA_DIR": str(data_dir), "PORT": str(self.port), **(env or {})}
+        database_url = own_database_url(self.port)
+        if database_url:
+            self.env["DATABASE_URL"] = database_url
         self.log_path = data_dir / "server.log"
         self.command = command
         self.process = None

@@ -7,6 +7,7 @@ open and answer, and the database holds exactly the accepted replies, none left 
 """
 
 import asyncio
+import concurrent.futures
 import json
 import time
 from urllib.parse import urlsplit
@@ -118,7 +119,9 @@ def test_200_connections_held_while_20_people_chat_and_no_reply_is_lost(site):
     output = site.manage("shell", "-c", USERS_CODE.format(people=PEOPLE)).splitlines()
     cookies = [line for line in output if "=" in line and " " not in line]
     assert len(cookies) == PEOPLE
-    result = asyncio.run(asyncio.wait_for(load(site.url, cookies), TIMEOUT_S))
+    # A thread of its own: the session's Playwright (sync API) may hold this thread's event loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(asyncio.run, asyncio.wait_for(load(site.url, cookies), TIMEOUT_S)).result()
     counts = json.loads(site.manage("shell", "-c", COUNT_CODE.format()).strip().splitlines()[-1])
     accepted = [o for o in result["outcomes"] if not o.startswith("refused:")]
     print(f"\nload: {result['connections']} connections held (opened in {result['open_s']:.1f} s); "

@@ -132,7 +132,8 @@ def test_it_answers_any_matrix_question_with_a_page(client, params):
 @FUZZ
 @given(slug=text.filter(bool))
 def test_it_answers_404_for_any_unknown_share_link(client, slug):
-    assume(not SharedAnswer.objects.filter(slug=slug).exists())
+    # (NUL cannot even be queried on PostgreSQL; such a slug matches no link anyway.)
+    assume(not SharedAnswer.objects.filter(slug=slug.replace("\x00", "")).exists())
     assert client.get(f"/advisor/r/{quote(slug, safe='')}/").status_code == 404
 
 

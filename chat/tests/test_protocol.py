@@ -107,3 +107,13 @@ def test_any_frame_either_parses_or_gets_a_protocol_error(text):
     except ProtocolError as error:
         assert error.code in {"invalid_json", "invalid_frame", "unknown_type", "invalid_field"}
         assert error.message
+
+
+@pytest.mark.parametrize("frame", [
+    {"type": "send", "conversation": None, "content": "a\x00b"},
+    {"type": "send", "conversation": None, "content": "hi", "options": {"system": "be\x00nice"}},
+])
+def test_it_refuses_nul_characters_which_postgresql_cannot_store(frame):
+    with pytest.raises(ProtocolError) as caught:
+        parse(json.dumps(frame))
+    assert caught.value.code == "invalid_field" and "NUL" in str(caught.value)

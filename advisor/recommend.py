@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from django.db.models import Count, Max
 
@@ -47,15 +47,13 @@ class Question:
 
 def catalog_version() -> str:
     """Changes whenever a catalog row is added, edited or deleted."""
-    parts = []
-    for model in (GPU, LanguageModel, Quantization):
-        agg = model.objects.aggregate(n=Count("pk"), last=Max("updated_at") if hasattr(model, "updated_at") else
-                                      Max("pk"))
-        parts.append(f"{agg['n']}:{agg['last']}")
-    known = KnownFile.objects.aggregate(n=Count("pk"), total=Max("size_bytes"), last=Max("pk"))
-    parts.append(f"{known['n']}:{known['total']}:{known['last']}")
-    quants = Quantization.objects.values_list("name", "bits_per_weight", "kld", "recommended")
-    parts.append(hashlib.sha256(repr(sorted(quants)).encode()).hexdigest()[:16])
+    parts = [
+        f"{agg['n']}:{agg['last']}"
+        for agg in (model.objects.aggregate(n=Count("pk"), last=Max("updated_at")) for model in (GPU, LanguageModel))
+    ]
+    # Quantizations and known files have no edit time; they are few, so their rows themselves are hashed.
+    parts.append(repr(sorted(Quantization.objects.values_list("name", "bits_per_weight", "kld", "recommended"))))
+    parts.append(repr(sorted(KnownFile.objects.values_list("model_id", "quant_id", "size_bytes"))))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
@@ -75,15 +73,14 @@ def architecture_for(model: LanguageModel, quant_name: str | None = None, known_
         return arch
     computed = arch.sizes(quant_name)
     scale = known_size / computed.total
-    return est.Architecture(**{
-        **{f: getattr(arch, f) for f in arch.__dataclass_fields__},
-        "quant": quant_name,
-        "layer_bytes": tuple(int(b * scale) for b in computed.layer_bytes),
-        "layer_expert_bytes": tuple(int(b * scale) for b in computed.layer_expert_bytes),
-        "token_embd_bytes": int(computed.token_embd_bytes * scale),
-        "output_bytes": int(computed.output_bytes * scale),
-        "other_bytes": computed.other_bytes,
-    })
+    return replace(
+        arch, quant=quant_name,
+        layer_bytes=tuple(int(b * scale) for b in computed.layer_bytes),
+        layer_expert_bytes=tuple(int(b * scale) for b in computed.layer_expert_bytes),
+        token_embd_bytes=int(computed.token_embd_bytes * scale),
+        output_bytes=int(computed.output_bytes * scale),
+        other_bytes=computed.other_bytes,
+    )
 
 
 def quality_after_quant(quality: float, kld: float | None) -> float:
@@ -293,12 +290,12 @@ def offload_curve(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, ctx:
     n_layers = model.archs[q.name].n_layer + 1
     runtime = est.Runtime(n_ctx=min(ctx, model.context_length), flash_attn=hardware.has_gpu)
     # Speed at an offload that would not fit is still drawn: the chart shows where the limit is.
-    roomy = est.Hardware(**{**asdict(hardware), "vram_total": max(hardware.vram_total, 1 << 50), "vram_free": None})
+    roomy = replace(hardware, vram_total=max(hardware.vram_total, 1 << 50), vram_free=None)
     limit = est.estimate(model.archs[q.name], q.name, runtime, hardware).n_gpu_layers
     curve = []
     for i in range(points):
         layers = round(n_layers * i / (points - 1))
-        e = est.estimate(model.archs[q.name], q.name, est.Runtime(**{**asdict(runtime), "n_gpu_layers": layers}), roomy)
+        e = est.estimate(model.archs[q.name], q.name, replace(runtime, n_gpu_layers=layers), roomy)
         curve.append({"offload": i / (points - 1), "n_gpu_layers": layers, "tokens_per_s": e.decode_tokens_per_s,
                       "fits": layers <= limit})
     return curve

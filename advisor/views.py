@@ -15,7 +15,7 @@ from advisor import charts, recommend
 from advisor.forms import AdvisorForm, MatrixForm
 from advisor.hardware import detect_gpus
 from advisor.local_files import attach_local_files
-from advisor.models import GPU, Measurement
+from advisor.models import GPU, Measurement, SharedAnswer
 from advisor.shares import share_for
 
 GIB = recommend.GIB
@@ -98,7 +98,7 @@ def summary_line(question, answer) -> str:
 
 @require_GET
 def shared(request, slug):
-    share = get_object_or_404(recommend_shares(), slug=slug)
+    share = get_object_or_404(SharedAnswer, slug=slug)
     question = recommend.Question(**share.inputs)
     current = recommend.catalog_version()
     context = {
@@ -109,12 +109,6 @@ def shared(request, slug):
         "share_url": request.build_absolute_uri(),
     }
     return render(request, "advisor/shared.html", context)
-
-
-def recommend_shares():
-    from advisor.models import SharedAnswer
-
-    return SharedAnswer.objects.all()
 
 
 @require_GET
@@ -157,7 +151,8 @@ def matrix(request):
     catalog = recommend.snapshot()
     quant = next((q for q in catalog.quants if q.name == quant_name), None)
     if quant is None:
-        form.add_error("quant", _("Unknown quantization %(q)s.") % {"q": quant_name}) if form.is_bound else None
+        if form.is_bound:
+            form.add_error("quant", _("Unknown quantization %(q)s.") % {"q": quant_name})
         quant = next(q for q in catalog.quants if q.name == "Q4_K_M")
     gpus = GPU.objects.all()
     if filters.get("vendor"):

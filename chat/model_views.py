@@ -16,7 +16,8 @@ from advisor.hardware import detect_gpus
 from chat import worker as chat_worker
 from chat.forms import ModelLoadForm
 from chat.models import ModelConfig
-from chat.views import staff_required, worker_status
+from chat.views import staff_required
+from chat.worker import worker_status
 from chat.worker.offload import estimate_offload
 
 logger = logging.getLogger(__name__)

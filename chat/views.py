@@ -5,7 +5,6 @@ someone else's id answers 404 exactly like one that does not exist.
 """
 
 import json
-import logging
 from functools import wraps
 
 from django.contrib import messages
@@ -22,11 +21,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import worker as chat_worker
 from chat.forms import RenameForm, SamplingForm, SearchForm, SystemPromptForm
 from chat.models import Conversation, Role, Status
-
-logger = logging.getLogger(__name__)
+from chat.worker import worker_status
 
 SIDEBAR_LIMIT = 200
 
@@ -50,18 +47,6 @@ def staff_required(view):
 
 def owned_conversation(request, pk: int) -> Conversation:
     return get_object_or_404(Conversation.objects.owned_by(request.user), pk=pk)
-
-
-def worker_status() -> dict:
-    """The manager's status; a worker that cannot be asked is reported, never a 500."""
-    try:
-        status = dict(chat_worker.get_manager().status())
-    except Exception as exc:  # the page must render whatever state the worker is in
-        logger.warning("Could not read the LLM worker's status: %s", exc)
-        return {"state": "unavailable", "error": str(exc)}
-    # Only plain JSON values: the status goes into json_script and JsonResponse as it is.
-    plain = (str, int, float, bool, type(None))
-    return {str(key): value if isinstance(value, plain) else str(value) for key, value in status.items()}
 
 
 def sidebar_context(request, current: Conversation | None) -> dict:

@@ -24,5 +24,16 @@ def list_model_files():
 
 
 def worker_status() -> dict:
-    """The worker's state as /healthz reports it (the manager's status; no worker is started by asking)."""
-    return get_manager().status()
+    """The manager's status as plain JSON values (for /healthz and the pages); never raises.
+
+    No worker is started by asking. A manager that cannot be asked is reported as "unavailable".
+    """
+    import logging
+
+    try:
+        status = dict(get_manager().status())
+    except Exception as exc:  # a status page must render whatever state the worker is in
+        logging.getLogger(__name__).warning("Could not read the LLM worker's status: %s", exc)
+        return {"state": "unavailable", "error": str(exc)}
+    plain = (str, int, float, bool, type(None))
+    return {str(key): value if isinstance(value, plain) else str(value) for key, value in status.items()}

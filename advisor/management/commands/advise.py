@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -95,5 +96,5 @@ class Command(BaseCommand):
             return hardware_for(None, o["vram_gib"], ram_gib or 32)
         machine = est.Hardware.this_machine()
         if ram_gib:
-            return est.Hardware(**{**machine.__dict__, "ram_total": int(ram_gib * est.GIB)})
+            return replace(machine, ram_total=int(ram_gib * est.GIB))
         return machine

@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -79,7 +80,8 @@ def test_a_person_chats_stops_and_finds_the_conversation_again(chat_site, page, 
 
     reply = page.locator("article.msg-assistant").last
     user_message = page.locator("article.msg-user").last
-    assert "forty paragraphs" in user_message.inner_text()
+    # The page draws message bodies on the next animation frame: wait for it rather than read at once.
+    expect(user_message.locator(".msg-body")).to_contain_text("forty paragraphs")
     body = reply.locator(".msg-body")
     page.wait_for_function(
         "el => el.textContent.trim().length > 0", arg=body.element_handle(), timeout=REPLY_TIMEOUT_MS
@@ -100,11 +102,11 @@ def test_a_person_chats_stops_and_finds_the_conversation_again(chat_site, page, 
 
     page.reload()
     sidebar_entry = page.locator(".conversation-item.current .conversation-link")
-    assert sidebar_entry.inner_text().startswith("Write a very long story")
-    assert "forty paragraphs" in page.locator("article.msg-user").last.inner_text()
+    expect(sidebar_entry).to_have_text(re.compile(r"^\s*Write a very long story"))
+    expect(page.locator("article.msg-user").last.locator(".msg-body")).to_contain_text("forty paragraphs")
     reloaded = page.locator("article.msg-assistant").last
     assert reloaded.get_attribute("data-status") == "stopped"
-    assert reloaded.locator(".msg-body").inner_text().strip()[:40] == stopped_text.strip()[:40]
+    expect(reloaded.locator(".msg-body")).to_contain_text(stopped_text.strip()[:40])
     # The export has the same conversation.
     with page.expect_download() as download:
         page.click("#export-md")
@@ -280,9 +282,9 @@ def test_a_reply_is_regenerated_and_a_question_edited(chat_site, page):
     editor.fill("Name a vegetable.")
     editor.press("Enter")
     page.locator("article.msg-assistant[data-status=complete]").wait_for(timeout=60_000)
-    assert page.locator("article.msg-user .msg-body").inner_text() == "Name a vegetable."
+    expect(page.locator("article.msg-user .msg-body")).to_have_text("Name a vegetable.")
     page.reload()
-    assert page.locator("article.msg-user .msg-body").all_inner_texts() == ["Name a vegetable."]
+    expect(page.locator("article.msg-user .msg-body")).to_have_text(["Name a vegetable."])
     assert page.locator("article.msg-assistant").count() == 1
 
 

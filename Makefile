@@ -94,9 +94,11 @@ messages: install
 	@command -v msgfmt >/dev/null || $(MAKE) --no-print-directory debian-packages PACKAGES=gettext
 	$(PY) manage.py compilemessages --ignore=$(VENV) --verbosity 0
 
-# Browser tests drive Debian's chromium.
+# Browser tests drive Debian's chromium; the worker tests start Debian's redis-server.
 debian-test-packages:
-	@command -v chromium >/dev/null || $(MAKE) --no-print-directory debian-packages PACKAGES=chromium
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	  command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  if [ -n "$$missing" ]; then $(MAKE) --no-print-directory debian-packages PACKAGES="$$missing"; fi
 
 debian-packages:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \

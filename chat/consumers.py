@@ -108,7 +108,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.follow(message_id, 0)
         await self.ensure_model()
         worker_options = {k: v for k, v in options.items() if k != "system"}
-        manager.submit(message_id, started["messages"], worker_options, {"conversation": started["conversation"]})
+        manager.submit(message_id, started["messages"], worker_options,
+                       {"conversation": started["conversation"], "model_file": started.get("model_file", "")})
         ticket.bind(message_id)  # counted until the reply ends
         # Its events reach this consumer only after this handler returns: `accepted` still comes first.
         await self.send_json(protocol.accepted(started["conversation"], message_id))

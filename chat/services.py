@@ -48,18 +48,15 @@ def _new_reply(conversation: Conversation, options: dict) -> Message:
 def _apply_system(conversation: Conversation, options: dict) -> None:
     if "system" in options and options["system"] != conversation.system_prompt:
         conversation.system_prompt = options["system"]
-    conversation.model_file = _current_model_file() or conversation.model_file
+    from chat.worker import get_manager
+
+    conversation.model_file = get_manager().choose_model(conversation.model_file)
     conversation.save()
 
 
-def _current_model_file() -> str:
-    from chat.worker import get_manager
-
-    return get_manager().status().get("model_file") or ""
-
-
 def _reply_started(conversation: Conversation, reply: Message) -> dict:
-    return {"conversation": conversation.id, "message": reply.id, "messages": _history(conversation, before=reply)}
+    return {"conversation": conversation.id, "message": reply.id, "messages": _history(conversation, before=reply),
+            "model_file": conversation.model_file}
 
 
 @database_sync_to_async
@@ -186,7 +183,7 @@ def record_measurement(loaded: dict, stats: dict) -> None:
 
     n_gpu_layers = int(loaded.get("n_gpu_layers") or 0)
     Measurement.objects.create(
-        gpu_name=gpu_name(n_gpu_layers),
+        gpu_name=loaded.get("gpu_name") or gpu_name(n_gpu_layers),  # a remote worker names its own GPU
         model_file=loaded.get("file_name", ""),
         model_name=(loaded.get("model_name") or "")[:200],
         quant=(loaded.get("quant") or "")[:16],

@@ -105,13 +105,26 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://; got {REDIS_URL!r}.")
+    # Workers relay every token through Redis: a channel holds up to 1000 messages (the default, 100, is a
+    # second of tokens from a few workers to one web process).
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                    "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000}}
     }
 else:
     # Each reply's tokens go through a group; the default capacity (100 messages) is too small for a burst
     # of tokens to a slow socket (the consumer refills gaps from the database, but need not have to).
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}}
+
+# With Redis, LLM workers (`manage.py llmworker`) announce themselves this often; one not heard from for
+# LLMSITE_WORKER_TIMEOUT_MS is gone, and the replies it was writing end with an error (what was written is kept).
+LLMSITE_WORKER_ANNOUNCE_MS = env_int("LLMSITE_WORKER_ANNOUNCE_MS", 2000, minimum=100, maximum=60_000)
+LLMSITE_WORKER_TIMEOUT_MS = env_int("LLMSITE_WORKER_TIMEOUT_MS", 10_000, minimum=300, maximum=600_000)
+if LLMSITE_WORKER_TIMEOUT_MS < 2 * LLMSITE_WORKER_ANNOUNCE_MS:
+    raise ImproperlyConfigured(
+        "LLMSITE_WORKER_TIMEOUT_MS must be at least twice LLMSITE_WORKER_ANNOUNCE_MS, or live workers would "
+        f"be taken for gone; got {LLMSITE_WORKER_TIMEOUT_MS} and {LLMSITE_WORKER_ANNOUNCE_MS}."
+    )
 
 # --- Auth --------------------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -14,24 +14,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.wsclient import WebSocket
+from tests.wsclient import Socket, WebSocket, session_cookies
 
 pytestmark = [pytest.mark.model]  # loads the real SmolLM2 model in the served site
 
 PEOPLE, SOCKETS_EACH, CHATTING = 25, 8, 20
 TIMEOUT_S = 120
-
-USERS_CODE = """
-from django.conf import settings
-from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
-from django.contrib.sessions.backends.db import SessionStore
-for n in range({people}):
-    u = get_user_model().objects.create_user(f'load{{n}}', password='a long load password')
-    s = SessionStore(); s[SESSION_KEY] = str(u.pk)
-    s[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-    s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.save()
-    print(settings.SESSION_COOKIE_NAME + '=' + s.session_key)
-"""
 
 COUNT_CODE = """
 import json
@@ -39,33 +27,6 @@ from chat.models import Message
 replies = Message.objects.filter(role='assistant', conversation__owner__username__startswith='load')
 print(json.dumps({{s: replies.filter(status=s).count() for s in ('streaming', 'complete', 'stopped', 'error')}}))
 """
-
-
-class Socket:
-    """A connection and a task that reads it all the time (answering daphne's pings) into a queue."""
-
-    def __init__(self, ws: WebSocket):
-        self.ws = ws
-        self.frames: asyncio.Queue = asyncio.Queue()
-        self.closed = False
-        self.reader = asyncio.ensure_future(self.read())
-
-    async def read(self):
-        try:
-            while True:
-                await self.frames.put(await self.ws.receive())
-        except (ConnectionError, asyncio.IncompleteReadError):
-            self.closed = True
-
-    async def until(self, *types: str) -> dict:
-        while True:
-            frame = await self.frames.get()
-            if frame["type"] in types:
-                return frame
-
-    def close(self):
-        self.reader.cancel()
-        self.ws.close()
 
 
 async def open_sockets(url: str, cookies: list[str]) -> list[list[Socket]]:
@@ -116,9 +77,7 @@ async def load(url: str, cookies: list[str]) -> dict:
 
 
 def test_200_connections_held_while_20_people_chat_and_no_reply_is_lost(site):
-    output = site.manage("shell", "-c", USERS_CODE.format(people=PEOPLE)).splitlines()
-    cookies = [line for line in output if "=" in line and " " not in line]
-    assert len(cookies) == PEOPLE
+    cookies = session_cookies(site, "load", PEOPLE)
     # A thread of its own: the session's Playwright (sync API) may hold this thread's event loop.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         result = pool.submit(asyncio.run, asyncio.wait_for(load(site.url, cookies), TIMEOUT_S)).result()

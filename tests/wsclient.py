@@ -1,5 +1,6 @@
-"""The smallest RFC 6455 WebSocket client over asyncio streams, for the bench (bench/stream.py) and the
-load test (tests/test_load.py): no WebSocket library is installed."""
+"""The smallest RFC 6455 WebSocket client over asyncio streams, for the benches (bench/stream.py,
+bench/scale.py) and the end-to-end tests (tests/test_load.py, tests/test_redis_workers.py): no WebSocket
+library is installed. Also: signed-in people for a running site, as session cookies."""
 
 from __future__ import annotations
 
@@ -69,3 +70,60 @@ class WebSocket:
 
 def _masked(payload: bytes, mask: bytes) -> bytes:
     return bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+class Socket:
+    """A connection and a task that reads it all the time (answering daphne's pings) into a queue."""
+
+    def __init__(self, ws: WebSocket):
+        self.ws = ws
+        self.frames: asyncio.Queue = asyncio.Queue()
+        self.closed = False
+        self.reader = asyncio.ensure_future(self.read())
+
+    @classmethod
+    async def open(cls, url: str, cookie: str) -> Socket:
+        """A signed-in chat socket to the site at `url` (http://host:port)."""
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        return cls(await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/", {"Origin": url, "Cookie": cookie}))
+
+    async def read(self):
+        try:
+            while True:
+                await self.frames.put(await self.ws.receive())
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.closed = True
+
+    async def until(self, *types: str) -> dict:
+        while True:
+            frame = await self.frames.get()
+            if frame["type"] in types:
+                return frame
+
+    def close(self):
+        self.reader.cancel()
+        self.ws.close()
+
+
+PEOPLE_CODE = """
+from django.conf import settings
+from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+for n in range({count}):
+    u = get_user_model().objects.create_user(f'{prefix}{{n}}', password='a long test password', is_staff={staff})
+    s = SessionStore(); s[SESSION_KEY] = str(u.pk)
+    s[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
+    s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.save()
+    print(settings.SESSION_COOKIE_NAME + '=' + s.session_key)
+"""
+
+
+def session_cookies(site, prefix: str, count: int, *, staff: bool = False) -> list[str]:
+    """`count` new people (`<prefix>0`...) signed in to a running site (tests/conftest.py's RunningSite):
+    a Cookie header value for each."""
+    output = site.manage("shell", "-c", PEOPLE_CODE.format(count=count, prefix=prefix, staff=staff)).splitlines()
+    cookies = [line for line in output if "=" in line and " " not in line]
+    assert len(cookies) == count, output
+    return cookies

@@ -1,5 +1,9 @@
 """The LLM worker: a separate OS process that owns the one llama_cpp.Llama object, and its web-side manager.
 
+Without Redis the manager is a WorkerManager (manager.py) that starts the worker as its child process.
+With REDIS_URL it is a WorkerPool (pool.py) that sends replies to `manage.py llmworker` processes
+(remote.py) anywhere on the LAN; both answer the calls below.
+
     from chat.worker import get_manager, list_model_files
     get_manager().status()   -> dict (state, model_file, progress, n_gpu_layers, ..., queue_length, error, pid)
     get_manager().load(file_name, n_gpu_layers="auto"|None|int, n_ctx=..., flash_attn=..., kv_type=...)
@@ -35,5 +39,15 @@ def worker_status() -> dict:
     except Exception as exc:  # a status page must render whatever state the worker is in
         logging.getLogger(__name__).warning("Could not read the LLM worker's status: %s", exc)
         return {"state": "unavailable", "error": str(exc)}
-    plain = (str, int, float, bool, type(None))
-    return {str(key): value if isinstance(value, plain) else str(value) for key, value in status.items()}
+    return {str(key): _plain(value) for key, value in status.items()}
+
+
+def _plain(value):
+    """JSON values only: lists and dicts (the pool's workers) are kept, anything else becomes text."""
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return str(value)

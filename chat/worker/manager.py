@@ -203,25 +203,24 @@ class WorkerManager:
     def submit(self, message_id: int, messages: list, options: dict, meta: dict) -> Job:
         """Queue a reply (from the event loop). Its task writes and broadcasts it; the caller listens on
         the group `reply_group(message_id)`, which it must join before calling this."""
-        from chat.worker.replies import Reply
+        self._loop = asyncio.get_running_loop()
+        job = start_reply_task(self, message_id, messages, options, meta, self._tasks)
+        self.enqueue(job)
+        return job
 
-        loop = asyncio.get_running_loop()
-        self._loop = loop
-        job = Job(message_id=message_id, messages=messages, options=options, loop=loop)
-        task = loop.create_task(Reply(self, job, meta).run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def enqueue(self, job: Job) -> None:
+        """Queue a job for this manager's worker; its events go to `job.deliver`. Any thread."""
+        message_id = job.message_id
         with self._lock:
             self._jobs[message_id] = job
             if self._state not in ("starting", "loading", "ready"):
                 # No model and none coming (call ensure_started first): answer now instead of waiting forever.
                 job.deliver({"ev": "failed", "code": self._error_code or "model_not_loaded",
                              "message": f"No model is loaded: {self._error}" if self._error else "No model is loaded."})
-                return job
+                return
             self._queue.append(job)
             self._dispatch()
             self._announce_positions()
-        return job
 
     def stop(self, message_id: int) -> bool:
         """Stop a reply: the worker stops before its next token; a queued one never starts."""
@@ -245,6 +244,15 @@ class WorkerManager:
     def loaded_info(self) -> dict:
         with self._lock:
             return dict(self._loaded)
+
+    def choose_model(self, current: str) -> str:
+        """The model file a conversation's next reply uses: the one this worker has loaded."""
+        return self.status().get("model_file") or current
+
+    def job_ids(self) -> list[int]:
+        """Replies this manager holds (running or queued)."""
+        with self._lock:
+            return [job.message_id for job in ([self._current] if self._current else []) + list(self._queue)]
 
     def forget(self, job: Job) -> None:
         with self._lock:
@@ -368,14 +376,35 @@ class WorkerManager:
             pass
 
 
+def start_reply_task(manager, message_id: int, messages: list, options: dict, meta: dict, tasks: set) -> Job:
+    """A Job for one reply and the task that writes and broadcasts it (chat/worker/replies.py)."""
+    from chat.worker.replies import Reply
+
+    loop = asyncio.get_running_loop()
+    job = Job(message_id=message_id, messages=messages, options=options, loop=loop)
+    task = loop.create_task(Reply(manager, job, meta).run())
+    tasks.add(task)  # a reference, so the task is not garbage-collected while it runs
+    task.add_done_callback(tasks.discard)
+    return job
+
+
 _manager: WorkerManager | None = None
 _manager_lock = threading.Lock()
 
 
-def get_manager() -> WorkerManager:
+def get_manager():
+    """This web process's manager: a WorkerManager with its own worker process, or, with REDIS_URL set,
+    a WorkerPool that sends replies to `manage.py llmworker` processes anywhere on the LAN."""
     global _manager
     with _manager_lock:
         if _manager is None:
-            _manager = WorkerManager()
+            from django.conf import settings
+
+            if settings.REDIS_URL:
+                from chat.worker.pool import WorkerPool
+
+                _manager = WorkerPool()
+            else:
+                _manager = WorkerManager()
             atexit.register(_manager.shutdown)
         return _manager

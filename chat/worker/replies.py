@@ -71,7 +71,8 @@ class Reply:
                                      "position": event["position"]})
                 elif kind == "started":
                     self.started_at = event["at"]
-                    self.loaded = self.manager.loaded_info()
+                    # A remote worker says what it has loaded; the built-in one is asked.
+                    self.loaded = event.get("loaded") or self.manager.loaded_info()
                 elif kind == "done":
                     await self.finish(event)
                     return

@@ -1,7 +1,8 @@
 """How the web process reaches a worker: one interface, one implementation per transport.
 
 The manager only ever calls the methods of `Transport`. Commands and events are plain dicts (picklable,
-JSON-able), so a channel-layer transport (Redis, issue 7) carries the very same messages:
+JSON-able). With REDIS_URL the same manager and transport run inside `manage.py llmworker` on any machine,
+and chat/worker/remote.py relays these very events through Redis to the web side (chat/worker/pool.py):
 
 commands (web -> worker)                         events (worker -> web)
   {"op": "load", "path", "file_name",             {"ev": "status", "state": "loading", "progress"}

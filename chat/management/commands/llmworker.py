@@ -1,0 +1,93 @@
+"""`python manage.py llmworker`: an LLM worker for the site, on any machine that reaches its Redis.
+
+Needs REDIS_URL (the same as the site's). Loads one model from this machine's models folder
+(LLMSITE_MODELS_DIR) and serves it until stopped with Ctrl-C or SIGTERM; replies it is writing then end
+with an error that keeps their text. See chat/worker/remote.py.
+"""
+
+import asyncio
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from chat.worker.files import resolve_model_file
+from chat.worker.remote import RemoteWorker, default_name
+
+
+def gpu_layers(value: str):
+    if value == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -2
+    if number < -1:
+        raise ValueError(f"--n-gpu-layers must be 'auto', -1 (all) or a number of layers; got {value!r}")
+    return number
+
+
+class Command(BaseCommand):
+    help = "Serve one GGUF model to the site through Redis (REDIS_URL), from this machine's models folder."
+
+    def add_arguments(self, parser):
+        defaults = default_settings()
+        parser.add_argument("--model", default=defaults["file_name"],
+                            help="a .gguf file in the models folder (default: %(default)s)")
+        parser.add_argument("--n-gpu-layers", default="auto", metavar="auto|-1|N",
+                            help="layers on the GPU: auto (the advisor's estimate for this GPU), -1 for all, or N")
+        parser.add_argument("--n-ctx", type=int, default=defaults["n_ctx"], help="context length (%(default)s)")
+        parser.add_argument("--flash-attn", action="store_true", help="use flash attention")
+        parser.add_argument("--kv-type", choices=("f16", "q8_0", "q4_0"), default="f16", help="KV cache type")
+        parser.add_argument("--name", default=default_name(),
+                            help="how the site shows this worker (default: host-pid, %(default)s)")
+
+    def handle(self, *args, **options):
+        if not settings.REDIS_URL:
+            raise CommandError("REDIS_URL is not set: a worker reaches the site through its Redis, e.g. "
+                               "REDIS_URL=redis://192.168.1.10:6379/0 python manage.py llmworker")
+        try:
+            resolve_model_file(options["model"])  # a wrong name fails here, before Redis is asked
+            load_settings = {
+                "file_name": options["model"],
+                "n_gpu_layers": gpu_layers(options["n_gpu_layers"]),
+                "n_ctx": options["n_ctx"],
+                "flash_attn": options["flash_attn"],
+                "kv_type": options["kv_type"],
+            }
+            asyncio.run(self.serve(load_settings, options["name"]))
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+
+    async def serve(self, load_settings: dict, name: str) -> None:
+        from channels.layers import get_channel_layer
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        worker = RemoteWorker(get_channel_layer(), load_settings, name=name,
+                              announce_s=settings.LLMSITE_WORKER_ANNOUNCE_MS / 1000, report=self.report)
+        self.name = name
+        self.stdout.write(f"Worker {name}: loading {load_settings['file_name']} for {settings.REDIS_URL} "
+                          "(Ctrl-C stops it)")
+        await worker.run(stop)
+        self.stdout.write(f"Worker {name}: stopped after {worker.served} replies")
+
+    def report(self, status: dict) -> None:
+        state = status["state"]
+        if state == "ready":
+            self.stdout.write(f"Worker {self.name}: ready, {status['model_file']} with {status['n_gpu_layers']} "
+                              f"of {status['n_layers']} layers on the GPU, n_ctx {status['n_ctx']}")
+        elif state == "error":
+            self.stderr.write(f"Worker {self.name}: {status['error']}")
+        elif state in ("starting", "loading"):
+            self.stdout.write(f"Worker {self.name}: loading")
+        self.stdout.flush()
+
+
+def default_settings() -> dict:
+    """The site's own defaults (LLMSITE_MODEL, LLMSITE_N_CTX), without touching a database."""
+    from chat.worker.files import default_model_name
+
+    return {"file_name": settings.LLMSITE_MODEL or default_model_name() or "", "n_ctx": settings.LLMSITE_N_CTX}

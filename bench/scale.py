@@ -8,14 +8,18 @@ machines of their own. Each round sends N chats at once from N people over the r
 measures time to first token (send -> first token frame) and aggregate decode tokens/s (the tokens of all
 N replies, as the `done` frames count them, over the round's wall time). Medians of the rounds.
 
-On one machine the workers share its cores: llama-cpp-python gives each `Llama` half the cores by
-default, so two workers on a 2-core box use both, and more workers than that only compete.
+On one machine the workers share its cores. The single worker gets llama-cpp-python's default threads
+(half the cores to decode, all of them for prompts); each of the two gets half the cores (`--threads`),
+so neither setup has more cores than the machine: the comparison is one box against the same box split
+in two, which is what two small GPU-less machines would give. Oversubscribed cores make llama.cpp's
+spinning threads stall each other (seconds per token), so the split matters.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -91,7 +95,7 @@ def main() -> None:
         redis = RedisServer(folder / "redis")
         site = RunningSite(folder / "site", [sys.executable, "-m", "llmsite.serve"],
                            env={"REDIS_URL": redis.url, "LLMSITE_WORKER_ANNOUNCE_MS": "500",
-                                "LLMSITE_WORKER_TIMEOUT_MS": "5000"})
+                                "LLMSITE_WORKER_TIMEOUT_MS": "5000", "LLMSITE_RATE_PER_MINUTE": "100000"})
         workers = []
         try:
             prepare_data_dir(site.data_dir, site.env)
@@ -99,12 +103,16 @@ def main() -> None:
             site.staff_cookie = session_cookies(site, "scalestaff", 1, staff=True)[0]
             cookies = session_cookies(site, "scale", max(CONCURRENCY))
             results = {}
-            for count in (1, 2):
-                name = f"w{count}"
-                (folder / name).mkdir()
-                workers.append(WorkerProcess(name, folder / name, site.env))
-                wait_for_workers(site, {w.name for w in workers})
-                print(f"{count} worker(s):", flush=True)
+            half = max(1, (os.cpu_count() or 2) // 2)
+            for count, names, threads in ((1, ["one"], None), (2, ["half-a", "half-b"], half)):
+                for worker in workers:
+                    worker.stop()
+                workers = []
+                for name in names:
+                    (folder / name).mkdir()
+                    workers.append(WorkerProcess(name, folder / name, site.env, threads=threads))
+                wait_for_workers(site, set(names))
+                print(f"{count} worker(s), threads each: {threads or 'default'}", flush=True)
                 results[count] = measure(site, cookies, args)
         finally:
             for worker in workers:

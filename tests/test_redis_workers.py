@@ -39,14 +39,16 @@ print(json.dumps({s: replies.filter(status=s).count() for s in ('streaming', 'co
 class WorkerProcess:
     """`manage.py llmworker` in its own process group and data folder, as on a machine of its own."""
 
-    def __init__(self, name: str, folder, env: dict):
+    def __init__(self, name: str, folder, env: dict, threads: int = 1):
         self.name = name
         self.log_path = folder / "worker.log"
         self.log = open(self.log_path, "w")
         env = {**env, "LLMSITE_DATA_DIR": str(folder)}
         env.pop("LLMSITE_MODELS_DIR", None)
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "llmworker", "--name", name, "--n-ctx", "2048"],
+            # One thread each: two workers on a 2-core machine, each with a core of its own.
+            [sys.executable, "manage.py", "llmworker", "--name", name, "--n-ctx", "2048",
+             *(["--threads", str(threads)] if threads else [])],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

@@ -37,3 +37,9 @@ def test_it_says_so_when_redis_cannot_be_reached(settings):
             call_command("llmworker", "--n-gpu-layers", "0")
     finally:
         channel_layers.backends.clear()
+
+
+def test_it_refuses_a_bad_thread_count(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(CommandError, match="--threads must be a number from 1 to 1024"):
+        call_command("llmworker", "--threads", "0", "--n-gpu-layers", "0")

@@ -42,10 +42,12 @@ class LoadSpec:
     flash_attn: bool
     kv_type: str
     auto: bool = False  # n_gpu_layers came from the advisor's estimate
+    n_threads: int | None = None  # CPU threads; None: llama-cpp-python's (half the cores to decode, all for prompts)
 
     def command(self) -> dict:
         return {"op": "load", "path": str(self.path), "file_name": self.file_name, "n_gpu_layers": self.n_gpu_layers,
-                "n_ctx": self.n_ctx, "flash_attn": self.flash_attn, "kv_type": self.kv_type}
+                "n_ctx": self.n_ctx, "flash_attn": self.flash_attn, "kv_type": self.kv_type,
+                "n_threads": self.n_threads}
 
 
 @dataclass
@@ -112,7 +114,7 @@ class WorkerManager:
             }
 
     def load(self, file_name: str, *, n_gpu_layers=None, n_ctx: int = 4096, flash_attn: bool = False,
-             kv_type: str = "f16") -> None:
+             kv_type: str = "f16", n_threads: int | None = None) -> None:
         """Load `file_name` from the models folder; returns at once, status() shows the progress.
 
         n_gpu_layers: a number, -1 for all, or None / "auto" for the advisor's estimate for this server.
@@ -135,7 +137,9 @@ class WorkerManager:
             n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type)
         elif not isinstance(n_gpu_layers, int) or n_gpu_layers < -1:
             raise ValueError(f"n_gpu_layers must be 'auto', -1 or a number of layers; got {n_gpu_layers!r}")
-        spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto)
+        if n_threads is not None and (not isinstance(n_threads, int) or not 1 <= n_threads <= 1024):
+            raise ValueError(f"n_threads must be a number from 1 to 1024; got {n_threads!r}")
+        spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads)
         with self._lock:
             self._unloaded = False
             self._spec = spec

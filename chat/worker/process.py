@@ -113,6 +113,9 @@ class Worker:
             return params
 
         native.llama_model_default_params = params_with_progress
+        threads = {}
+        if command.get("n_threads"):  # the same number for decoding and for prompts, as llama.cpp's -t
+            threads = {"n_threads": int(command["n_threads"]), "n_threads_batch": int(command["n_threads"])}
         try:
             llama = llama_cpp.Llama(
                 model_path=command["path"],
@@ -122,6 +125,7 @@ class Worker:
                 type_k=kv_type,
                 type_v=kv_type,
                 verbose=False,
+                **threads,
             )
         finally:
             native.llama_model_default_params = default_params

@@ -39,6 +39,9 @@ class Command(BaseCommand):
         parser.add_argument("--n-ctx", type=int, default=defaults["n_ctx"], help="context length (%(default)s)")
         parser.add_argument("--flash-attn", action="store_true", help="use flash attention")
         parser.add_argument("--kv-type", choices=("f16", "q8_0", "q4_0"), default="f16", help="KV cache type")
+        parser.add_argument("--threads", type=int, default=None, metavar="N",
+                            help="CPU threads (default: llama-cpp-python's, half the cores to decode and all of "
+                                 "them for prompts); give workers that share a machine their own share")
         parser.add_argument("--name", default=default_name(),
                             help="how the site shows this worker (default: host-pid, %(default)s)")
 
@@ -48,12 +51,15 @@ class Command(BaseCommand):
                                "REDIS_URL=redis://192.168.1.10:6379/0 python manage.py llmworker")
         try:
             resolve_model_file(options["model"])  # a wrong name fails here, before Redis is asked
+            if options["threads"] is not None and not 1 <= options["threads"] <= 1024:
+                raise ValueError(f"--threads must be a number from 1 to 1024; got {options['threads']}")
             load_settings = {
                 "file_name": options["model"],
                 "n_gpu_layers": gpu_layers(options["n_gpu_layers"]),
                 "n_ctx": options["n_ctx"],
                 "flash_attn": options["flash_attn"],
                 "kv_type": options["kv_type"],
+                "n_threads": options["threads"],
             }
             asyncio.run(self.serve(load_settings, options["name"]))
         except ValueError as exc:

@@ -11,8 +11,15 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.REDIS_URL:
+    # Listen for the LLM workers' announcements from the start, not from the first request.
+    from chat.worker import get_manager  # noqa: E402
+
+    get_manager().start()
 
 application = ProtocolTypeRouter(
     {

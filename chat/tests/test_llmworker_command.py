@@ -1,5 +1,7 @@
 """`manage.py llmworker` refuses bad settings with a message, before it reaches Redis or loads anything."""
 
+import concurrent.futures
+
 import pytest
 from django.core.management import CommandError, call_command
 
@@ -33,8 +35,10 @@ def test_it_says_so_when_redis_cannot_be_reached(settings):
                                            "CONFIG": {"hosts": [settings.REDIS_URL]}}}
     channel_layers.backends.clear()
     try:
-        with pytest.raises(CommandError, match="Cannot reach Redis"):
-            call_command("llmworker", "--n-gpu-layers", "0")
+        # In a thread: the command runs its own event loop, and the browser tests may hold this thread's.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as thread:
+            with pytest.raises(CommandError, match="Cannot reach Redis"):
+                thread.submit(call_command, "llmworker", "--n-gpu-layers", "0").result()
     finally:
         channel_layers.backends.clear()
 

@@ -1,7 +1,6 @@
 """The web side's view of remote workers (chat/worker/pool.py), without Redis: what it does with what
 workers announce. tests/test_redis_workers.py runs the whole thing against a real redis-server."""
 
-import asyncio
 import time
 
 import pytest
@@ -29,8 +28,12 @@ def pool(monkeypatch, settings):
     return pool
 
 
-async def assigned_job(pool, message_id, worker, *, sent_ago=0.0) -> Job:
-    job = Job(message_id=message_id, messages=[], options={}, loop=asyncio.get_running_loop())
+def assigned_job(pool, message_id, worker, *, sent_ago=0.0) -> Job:
+    """A reply sent to `worker`; what the pool hands it is kept in `job.delivered` (no event loop needed:
+    the session's browser tests hold the main thread's)."""
+    job = Job(message_id=message_id, messages=[], options={}, loop=None)
+    job.delivered = []
+    job.deliver = job.delivered.append
     pool._jobs[message_id] = job
     pool._assigned[message_id] = (worker, "a", time.monotonic() - sent_ago)
     return job
@@ -63,47 +66,47 @@ def test_it_ignores_malformed_and_unknown_messages(pool, message):
     assert pool.workers() == []
 
 
-async def test_a_worker_that_returns_as_a_new_instance_ends_the_replies_it_held(pool):
+def test_a_worker_that_returns_as_a_new_instance_ends_the_replies_it_held(pool):
     pool._on_message(announcement("w1"))
-    job = await assigned_job(pool, 7, "w1")
+    job = assigned_job(pool, 7, "w1")
     pool._on_message(announcement("w1", instance="b"))
-    event = await asyncio.wait_for(job.events.get(), 1)
+    (event,) = job.delivered
     assert event["ev"] == "failed" and event["code"] == "worker_lost" and "restarted" in event["message"]
     assert 7 not in pool._assigned
 
 
-async def test_a_reply_the_worker_no_longer_lists_is_ended(pool):
+def test_a_reply_the_worker_no_longer_lists_is_ended(pool):
     pool._on_message(announcement("w1", jobs=[7]))
-    job = await assigned_job(pool, 7, "w1", sent_ago=5)
+    job = assigned_job(pool, 7, "w1", sent_ago=5)
     pool._on_message(announcement("w1", jobs=[7]))
-    assert job.events.empty()
+    assert job.delivered == []
     pool._on_message(announcement("w1", jobs=[]))
-    event = await asyncio.wait_for(job.events.get(), 1)
+    (event,) = job.delivered
     assert event["code"] == "worker_lost"
 
 
-async def test_a_silent_worker_is_gone_after_the_timeout_and_its_replies_end(pool):
+def test_a_silent_worker_is_gone_after_the_timeout_and_its_replies_end(pool):
     pool._on_message(announcement("w1", jobs=[7]))
-    job = await assigned_job(pool, 7, "w1")
+    job = assigned_job(pool, 7, "w1")
     pool._sweep(time.monotonic() + 1)
-    assert job.events.empty() and pool.workers()
+    assert job.delivered == [] and pool.workers()
     pool._sweep(time.monotonic() + 3)
-    event = await asyncio.wait_for(job.events.get(), 1)
+    (event,) = job.delivered
     assert event["code"] == "worker_lost" and "not heard from for 2 s" in event["message"]
     assert pool.workers() == []
     assert pool.status()["error_code"] == "no_worker"
 
 
-async def test_events_from_another_worker_than_the_one_assigned_are_dropped(pool):
+def test_events_from_another_worker_than_the_one_assigned_are_dropped(pool):
     pool._on_message(announcement("w1"))
     pool._on_message(announcement("w2"))
-    job = await assigned_job(pool, 7, "w1")
+    job = assigned_job(pool, 7, "w1")
     pool._on_message({"type": "llm.event", "name": "w2", "instance": "a", "event": {"ev": "token", "job": 7,
                                                                                      "text": "spoof"}})
-    assert job.events.empty()
+    assert job.delivered == []
     pool._on_message({"type": "llm.event", "name": "w1", "instance": "a", "event": {"ev": "token", "job": 7,
                                                                                      "text": "real"}})
-    assert (await asyncio.wait_for(job.events.get(), 1))["text"] == "real"
+    assert [event["text"] for event in job.delivered] == ["real"]
 
 
 def test_loading_and_unloading_from_the_web_side_say_what_to_do_instead(pool):

@@ -7,6 +7,7 @@ with an error that keeps their text. See chat/worker/remote.py.
 
 import asyncio
 import signal
+import threading
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -70,8 +71,9 @@ class Command(BaseCommand):
 
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
         worker = RemoteWorker(get_channel_layer(), load_settings, name=name,
                               announce_s=settings.LLMSITE_WORKER_ANNOUNCE_MS / 1000, report=self.report)
         self.name = name

@@ -225,3 +225,15 @@ def test_it_ranks_with_the_same_placement_and_speed_as_estimate():
 def test_it_leaves_out_what_cannot_run_when_ranking():
     rows = est.rank([(LLAMA31_8B, "F16"), (LLAMA31_8B, "Q4_K_M")], Runtime(), Hardware(ram_total=8 * GIB))
     assert [(r.quant, r.fits) for r in rows] == [("Q4_K_M", "cpu")]
+
+
+def test_an_avx512_vnni_cpu_is_counted_twice_as_fast_as_avx2(tmp_path):
+    from advisor.estimate import cpu_simd_factor
+
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    avx512 = tmp_path / "avx512"
+    avx512.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw avx512vl avx512_vnni\n")
+    assert cpu_simd_factor(str(avx2)) == 1.0
+    assert cpu_simd_factor(str(avx512)) == 2.0
+    assert cpu_simd_factor(str(tmp_path / "missing")) == 1.0  # not Linux: AVX2 figures

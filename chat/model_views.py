@@ -80,7 +80,8 @@ def models_context(request, bound_form: ModelLoadForm | None = None) -> dict:
         "gpus": gpus,
         "worker": status,
         "bound_form": bound_form,
-        "models_config": {"statusUrl": reverse("chat:models_status"), "worker": status},
+        "models_config": {"statusUrl": reverse("chat:models_status"), "worker": status,
+                          "workersUrl": reverse("chat:models_workers") if status.get("mode") == "redis" else None},
     }
 
 
@@ -143,3 +144,11 @@ def model_unload(request):
 def models_status(request):
     """The worker's state and the GPUs' memory, polled by static/js/chat-models.js."""
     return JsonResponse({"worker": worker_status(), "gpus": [gpu.as_dict() for gpu in detect_gpus()]})
+
+
+@never_cache
+@staff_required
+@require_GET
+def models_workers(request):
+    """The Models page's workers table alone (Redis mode), refreshed by static/js/chat-models.js."""
+    return render(request, "chat/_workers.html", {"worker": worker_status()})

@@ -16,4 +16,5 @@ urlpatterns = [
     path("models/load/", model_views.model_load, name="model_load"),
     path("models/unload/", model_views.model_unload, name="model_unload"),
     path("models/status/", model_views.models_status, name="models_status"),
+    path("models/workers/", model_views.models_workers, name="models_workers"),
 ]

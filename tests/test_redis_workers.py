@@ -257,8 +257,22 @@ def test_a_conversation_whose_model_no_worker_serves_gets_a_clear_error(redis_si
     assert reply_counts(redis_site)["streaming"] == 0
 
 
-def test_a_worker_killed_mid_reply_ends_it_with_an_error_and_the_other_goes_on(redis_site, workers):
+def staff_page(site, chromium):
+    """The Models page in Chromium, signed in as staff."""
+    name, value = site.staff_cookie.split("=", 1)
+    context = chromium.new_context(locale="en-US")
+    context.add_cookies([{"name": name, "value": value, "url": site.url}])
+    page = context.new_page()
+    page.goto(site.url + "/chat/models/")
+    return page
+
+
+def test_a_worker_killed_mid_reply_ends_it_with_an_error_and_the_other_goes_on(redis_site, workers, chromium):
+    from playwright.sync_api import expect
+
     cookie = session_cookies(redis_site, "rwc", 1)[0]
+    page = staff_page(redis_site, chromium)
+    expect(page.locator("tr.worker-row")).to_have_count(2)
 
     async def scenario():
         socket = await Socket.open(redis_site.url, cookie)
@@ -290,6 +304,10 @@ def test_a_worker_killed_mid_reply_ends_it_with_an_error_and_the_other_goes_on(r
     assert reply["status"] == "error" and len(reply["content"]) > 10, "what was written is kept"
     assert victim in reply["error"]
     assert set(site_workers(redis_site)) == {"w1", "w2"} - {victim}
+    # The Models page follows without a reload: the killed worker's row goes, the other's stays.
+    expect(page.locator(f'tr.worker-row[data-worker="{victim}"]')).to_have_count(0, timeout=10_000)
+    expect(page.locator("tr.worker-row")).to_have_count(1)
+    page.context.close()
     counts = reply_counts(redis_site)
     assert counts["streaming"] == 0, counts
 

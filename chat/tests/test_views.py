@@ -320,6 +320,36 @@ def test_it_refuses_the_models_page_to_non_staff(signed_in):
     assert signed_in.post(reverse("chat:model_load"), {}).status_code == 403
     assert signed_in.post(reverse("chat:model_unload")).status_code == 403
     assert signed_in.get(reverse("chat:models_status")).status_code == 403
+    assert signed_in.get(reverse("chat:models_workers")).status_code == 403
+
+
+class FakePool(FakeManager):
+    """The manager as it is with REDIS_URL: workers on other machines, one with a hostile name and error."""
+
+    def status(self):
+        hostile = {"name": '<img src=x onerror="alert(1)">', "host": "<b>box</b>", "model_file": "m.gguf",
+                   "state": "error", "error": "<script>alert(2)</script>", "gpu": "", "vram_free_bytes": None,
+                   "vram_total_bytes": None, "n_gpu_layers": None, "n_layers": None, "queue_length": 0,
+                   "busy": False, "served": 0, "last_seen_s": 0.4}
+        ready = {**hostile, "name": "gpu-box-1", "host": "gpu-box", "state": "ready", "error": None,
+                 "gpu": "NVIDIA GeForce RTX 4060", "vram_free_bytes": 6 * 2**30, "vram_total_bytes": 8 * 2**30,
+                 "n_gpu_layers": 33, "n_layers": 33, "queue_length": 1, "busy": True, "served": 12}
+        return {**super().status(), "mode": "redis", "workers": [hostile, ready]}
+
+
+def test_staff_see_the_workers_with_redis_and_their_text_is_escaped(web, staff, monkeypatch, models_dir):
+    monkeypatch.setattr("chat.worker.get_manager", FakePool)
+    web.force_login(staff)
+    page = web.get(reverse("chat:models")).content.decode()
+    table = web.get(reverse("chat:models_workers")).content.decode()
+    for html in (page, table):
+        assert 'data-worker="gpu-box-1"' in html and "NVIDIA GeForce RTX 4060" in html
+        assert "6.0\xa0GB / 8.0\xa0GB" in html and "1 (busy)" in html
+        assert "<img src=x" not in html and "<script>alert" not in html and "<b>box" not in html
+        assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in html
+    assert 'id="unload-button"' not in page and "manage.py llmworker" in page
+    assert '"workersUrl": "/chat/models/workers/"' in page
 
 
 def test_it_lists_model_files_with_their_header_facts(web, staff, manager, models_dir):

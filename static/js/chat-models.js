@@ -1,4 +1,5 @@
-// The Models page: keeps the worker's state, the load progress and the GPUs' memory current.
+// The Models page: keeps the worker's state, the load progress, the GPUs' memory and (with Redis) the
+// workers table current.
 // Polls the staff-only JSON view (chat:models_status); the page itself works without this file.
 "use strict";
 
@@ -53,8 +54,16 @@
     lastState = worker.state;
   }
 
+  // With Redis, the workers table comes from the server as HTML (the same template, escaped there).
+  async function refreshWorkers() {
+    const box = byId("workers-table");
+    if (!config.workersUrl || !box) return;
+    const response = await fetch(config.workersUrl, { credentials: "same-origin" });
+    if (response.ok) box.innerHTML = await response.text();
+  }
+
   async function poll() {
-    let delay = 5000;
+    let delay = config.workersUrl ? 2000 : 5000;
     try {
       const response = await fetch(config.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (response.ok) {
@@ -62,6 +71,7 @@
         show(data.worker || {}, data.gpus || []);
         if (data.worker && data.worker.state === "loading") delay = 700;
       }
+      await refreshWorkers();
     } catch (error) {
       delay = 10000;
     }

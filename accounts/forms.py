@@ -3,6 +3,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.utils.translation import gettext_lazy as _
 
+from accounts import throttle
+
 
 class NewAccountForm(UserCreationForm):
     """Username and password twice; Django's password validators run against the new account."""
@@ -25,9 +27,15 @@ class SignInForm(AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
         "pending": _("Your account is waiting for an administrator's approval."),
+        "throttled": _("Too many failed sign-ins for this account from your address. "
+                       "Try again in %(minutes)s minutes."),
     }
 
     def clean(self):
+        wait = throttle.wait_seconds(self.cleaned_data.get("username") or "", throttle.client_address(self.request))
+        if wait:
+            raise forms.ValidationError(self.error_messages["throttled"], code="throttled",
+                                        params={"minutes": max(1, -(-wait // 60))})
         try:
             return super().clean()
         except forms.ValidationError:

@@ -17,7 +17,7 @@ from accounts import services
 from accounts.forms import NewAccountForm, NewAccountWithEmailForm, SignInForm
 from accounts.models import Invitation, SiteSettings
 
-BACKEND = "django.contrib.auth.backends.ModelBackend"
+BACKEND = "accounts.backends.ThrottledModelBackend"
 
 
 def _next_url(request, default="/"):

@@ -133,6 +133,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every sign-in (ours, the admin's) goes through the throttle in accounts/throttle.py.
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
+LLMSITE_SIGNIN_ATTEMPTS = env_int("LLMSITE_SIGNIN_ATTEMPTS", 5, minimum=1, maximum=1000)
+LLMSITE_SIGNIN_WINDOW_S = env_int("LLMSITE_SIGNIN_WINDOW_S", 900, minimum=1, maximum=86_400)
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"

@@ -112,7 +112,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
                        {"conversation": started["conversation"], "model_file": started.get("model_file", "")})
         ticket.bind(message_id)  # counted until the reply ends
         # Its events reach this consumer only after this handler returns: `accepted` still comes first.
-        await self.send_json(protocol.accepted(started["conversation"], message_id))
+        await self.send_json(protocol.accepted(started["conversation"], message_id, started.get("user_message")))
 
     async def on_stop(self, command: protocol.Stop) -> None:
         message_id = command.message or self.latest

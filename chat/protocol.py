@@ -202,8 +202,12 @@ def parse(text) -> Send | Stop | Resume | Regenerate | Edit:
 
 
 # --- server frames -------------------------------------------------------------------------------------------
-def accepted(conversation: int, message: int) -> dict:
-    return {"type": "accepted", "conversation": conversation, "message": message}
+def accepted(conversation: int, message: int, user_message: int | None = None) -> dict:
+    """`message` is the assistant reply; `user_message`, after a `send`, the question it stored."""
+    frame = {"type": "accepted", "conversation": conversation, "message": message}
+    if user_message is not None:
+        frame["user_message"] = user_message
+    return frame
 
 
 def queued(message: int, position: int) -> dict:

@@ -70,9 +70,9 @@ def start_reply(user, conversation_id: int | None, content: str, options: dict) 
             if not conversation.title:
                 conversation.title = _title(content)
         _apply_system(conversation, options)
-        Message.objects.create(conversation=conversation, role=Role.USER, content=content)
+        question = Message.objects.create(conversation=conversation, role=Role.USER, content=content)
         reply = _new_reply(conversation, options)
-    return _reply_started(conversation, reply)
+    return {**_reply_started(conversation, reply), "user_message": question.id}
 
 
 @database_sync_to_async

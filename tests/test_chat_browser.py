@@ -268,9 +268,9 @@ def test_a_reply_is_regenerated_and_a_question_edited(chat_site, page):
     page.fill("#composer-input", "Name a fruit.")
     page.press("#composer-input", "Enter")
     page.locator("article.msg-assistant[data-status=complete]").wait_for(timeout=REPLY_TIMEOUT_MS)
-    page.reload()  # messages sent on this page get their ids from the server on reload
-    page.locator("#connection-state[data-state=up]").wait_for()
+    # No reload: the page learnt both messages' ids from `accepted`.
     first_reply = page.locator("article.msg-assistant").last.get_attribute("data-id")
+    assert first_reply and page.locator("article.msg-user").last.get_attribute("data-id")
 
     page.locator("article.msg-assistant .regenerate-message").click()
     page.locator("article.msg-assistant[data-status=complete]").wait_for(timeout=60_000)

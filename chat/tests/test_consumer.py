@@ -52,6 +52,8 @@ async def test_it_streams_a_reply_token_by_token_and_ends_with_done(ws):
     assert reply.status == Status.COMPLETE
     assert reply.content == "".join(t["text"] for t in tokens)
     assert reply.completion_tokens == done["stats"]["tokens"] and reply.decode_tokens_per_s > 0
+    question = await reply_in_db(accepted["user_message"])  # the page can edit it without a reload
+    assert (question.role, question.conversation_id) == ("user", accepted["conversation"])
 
 
 async def test_it_records_a_measurement_for_every_reply(ws):

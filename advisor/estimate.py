@@ -13,6 +13,7 @@ n_gpu_layers 0, n_threads = cpu_count // 2 for decoding and cpu_count for prompt
 """
 from __future__ import annotations
 
+import functools
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -266,8 +267,10 @@ class Hardware:
         return cls(**values)
 
 
+@functools.cache
 def cpu_simd_factor(cpuinfo: str = "/proc/cpuinfo") -> float:
-    """How much faster than AVX2 this CPU runs llama.cpp's int8 dot products (1.0 where unknown)."""
+    """How much faster than AVX2 this CPU runs llama.cpp's int8 dot products (1.0 where unknown). Read once:
+    /proc/cpuinfo is large on big machines, and this_machine() is asked for every model row of a page."""
     try:
         with open(cpuinfo) as f:
             for line in f:

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
@@ -64,6 +65,9 @@ class Conversation(models.Model):
         return self.title or _("New conversation")
 
 
+INTERRUPTED = "The server restarted before this reply finished."
+
+
 class Role(models.TextChoices):
     SYSTEM = "system", _("System")
     USER = "user", _("User")
@@ -80,6 +84,10 @@ class Status(models.TextChoices):
 class MessageQuerySet(models.QuerySet):
     def streaming(self):
         return self.filter(status=Status.STREAMING)
+
+    def interrupt(self) -> int:
+        """End the streaming replies among these: the server that wrote them stopped. Their text is kept."""
+        return self.streaming().update(status=Status.ERROR, error=INTERRUPTED, finished_at=timezone.now())
 
 
 class Message(models.Model):

@@ -133,22 +133,17 @@ def _reply_dict(message: Message) -> dict:
     }
 
 
-INTERRUPTED = "The server restarted before this reply finished."
-
-
 @database_sync_to_async
 def mark_interrupted(message_id: int) -> dict:
     """A reply left `streaming` with no worker job behind it (the server restarted): it ended with an error."""
-    Message.objects.filter(id=message_id, status=Status.STREAMING).update(
-        status=Status.ERROR, error=INTERRUPTED, finished_at=timezone.now()
-    )
+    Message.objects.filter(id=message_id).interrupt()
     return _reply_dict(Message.objects.get(id=message_id))
 
 
 def end_interrupted_replies() -> int:
     """At start-up: every reply still `streaming` was being written by the server that stopped (the one web
     process holds every reply in progress), so it ended with an error; what was written is kept. Sync."""
-    return Message.objects.streaming().update(status=Status.ERROR, error=INTERRUPTED, finished_at=timezone.now())
+    return Message.objects.interrupt()
 
 
 # A streaming reply is written about ten times a second. database_sync_to_async opens and closes a database
@@ -209,12 +204,17 @@ def record_measurement(loaded: dict, stats: dict) -> None:
 
 def default_load_settings() -> dict:
     """What the chat loads at start: the active ModelConfig, else LLMSITE_MODEL and its settings. Sync."""
-    from chat.worker.files import default_model_name
-
     config = ModelConfig.objects.filter(is_active=True).first()
     if config is not None:
         return {"file_name": config.file_name, "n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx,
                 "flash_attn": config.flash_attn, "kv_type": config.kv_type}
+    return configured_load_settings()
+
+
+def configured_load_settings() -> dict:
+    """LLMSITE_MODEL and its settings from the environment, without a database (`manage.py llmworker`)."""
+    from chat.worker.files import default_model_name
+
     n_gpu_layers = settings.LLMSITE_N_GPU_LAYERS
     return {
         "file_name": settings.LLMSITE_MODEL or default_model_name() or "",

@@ -134,6 +134,13 @@ def output_dir() -> Path:
     return OUTPUT_DIR
 
 
+def missing(message: str) -> None:
+    """A system program a test needs is not there: in CI that fails the test, elsewhere it skips it."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="session")
 def chromium():
     """Debian's chromium through Playwright. Outside CI a missing browser skips; in CI it fails."""
@@ -141,17 +148,12 @@ def chromium():
     from playwright.sync_api import sync_playwright
 
     if not Path(CHROMIUM).exists():
-        message = f"chromium not found at {CHROMIUM}: `make test` installs Debian's chromium"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"chromium not found at {CHROMIUM}: `make test` installs Debian's chromium")
     with sync_playwright() as playwright:
         try:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         except PlaywrightError as exc:
-            if os.environ.get("CI"):
-                pytest.fail(f"chromium did not start: {exc}")
-            pytest.skip(f"chromium did not start: {exc}")
+            missing(f"chromium did not start: {exc}")
         yield browser
         browser.close()
 
@@ -208,10 +210,7 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 def redis_server(tmp_path_factory):
     """A real Redis server. Outside CI a missing redis-server skips; in CI it fails."""
     if not Path(REDIS_SERVER).exists():
-        message = f"redis-server not found at {REDIS_SERVER}: `make test` installs Debian's redis-server"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        missing(f"redis-server not found at {REDIS_SERVER}: `make test` installs Debian's redis-server")
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()

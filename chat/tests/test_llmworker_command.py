@@ -47,3 +47,10 @@ def test_it_refuses_a_bad_thread_count(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     with pytest.raises(CommandError, match="--threads must be a number from 1 to 1024"):
         call_command("llmworker", "--threads", "0", "--n-gpu-layers", "0")
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("auto", None), ("AUTO", None), ("-1", -1), ("0", 0), ("12", 12)])
+def test_it_reads_n_gpu_layers_as_the_models_page_does(value, parsed):
+    from chat.management.commands.llmworker import gpu_layers
+
+    assert gpu_layers(value) == parsed

@@ -60,6 +60,7 @@ class RemoteWorker:
         self.outbox: asyncio.Queue | None = None
         self.announce_now: asyncio.Event | None = None
         self.served = 0
+        self._described: tuple[dict | None, dict] = (None, {})  # (loaded_info, its description)
         self.report = report or (lambda status: None)  # called with the manager's status when its state changes
 
     # --- events out (any thread) ---------------------------------------------------------------------------
@@ -68,13 +69,7 @@ class RemoteWorker:
         event.pop("at", None)
         kind = event.get("ev")
         if kind == "started":
-            from chat.worker.offload import gpu_name
-
-            loaded = self.manager.loaded_info()
-            loaded.pop("ev", None)
-            loaded["worker"] = self.name
-            loaded["gpu_name"] = gpu_name(int(loaded.get("n_gpu_layers") or 0))
-            event["loaded"] = loaded
+            event["loaded"] = self.loaded_description()
         elif kind in ("done", "failed"):
             if event.get("code") == "worker_stopped":  # this worker is shutting down (Ctrl-C, SIGTERM)
                 event["code"] = "worker_lost"
@@ -84,6 +79,18 @@ class RemoteWorker:
             self.manager.forget(job)
             self.served += 1
         self.post(job.reply_to, {"type": "llm.event", "name": self.name, "instance": self.instance, "event": event})
+
+    def loaded_description(self) -> dict:
+        """What is loaded, with this worker's name and GPU, for the web side's measurements. NVML is asked
+        once per load, not once per reply (this runs under the manager's lock)."""
+        loaded = self.manager.loaded_info()
+        if self._described[0] != loaded:
+            from chat.worker.offload import gpu_name
+
+            description = {k: v for k, v in loaded.items() if k != "ev"}
+            description.update(worker=self.name, gpu_name=gpu_name(int(loaded.get("n_gpu_layers") or 0)))
+            self._described = (loaded, description)
+        return self._described[1]
 
     def post(self, channel: str, message: dict) -> None:
         """Send on the channel layer, in order, from any thread."""
@@ -130,10 +137,9 @@ class RemoteWorker:
                 self.manager.stop(message["job"])
 
     # --- announcements -------------------------------------------------------------------------------------
-    def announcement(self) -> dict:
+    def announcement(self, status: dict) -> dict:
         from advisor.hardware import detect_gpus
 
-        status = self.manager.status()
         gpus = detect_gpus()
         gpu = max(gpus, key=lambda g: g.vram_total_bytes) if gpus else None
         return {
@@ -172,7 +178,7 @@ class RemoteWorker:
             if key[0] != (last_key or ("",))[0]:
                 self.report(status)
             if key != last_key or time.monotonic() - last_sent >= self.announce_s:
-                info = await asyncio.to_thread(self.announcement)  # NVML calls block: not on the loop
+                info = await asyncio.to_thread(self.announcement, status)  # NVML calls block: not on the loop
                 self.post(WEB_GROUP, {"type": "llm.announce", "worker": info})
                 last_sent, last_key = time.monotonic(), key
 

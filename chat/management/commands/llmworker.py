@@ -10,32 +10,35 @@ import signal
 import threading
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from chat.forms import NGpuLayersField
+from chat.services import configured_load_settings
 from chat.worker.files import resolve_model_file
 from chat.worker.remote import RemoteWorker, default_name
 
 
 def gpu_layers(value: str):
-    if value == "auto":
-        return None
+    """None for auto, else -1 or a number: parsed as the Models page parses it."""
     try:
-        number = int(value)
-    except ValueError:
-        number = -2
-    if number < -1:
-        raise ValueError(f"--n-gpu-layers must be 'auto', -1 (all) or a number of layers; got {value!r}")
-    return number
+        return NGpuLayersField(required=False).clean(value)
+    except ValidationError:
+        raise ValueError(f"--n-gpu-layers must be 'auto', -1 (all) or a number of layers; got {value!r}") from None
+
+
+def gpu_layers_text(value) -> str:
+    return "auto" if value is None else str(value)
 
 
 class Command(BaseCommand):
     help = "Serve one GGUF model to the site through Redis (REDIS_URL), from this machine's models folder."
 
     def add_arguments(self, parser):
-        defaults = default_settings()
+        defaults = configured_load_settings()  # the site's LLMSITE_MODEL, LLMSITE_N_GPU_LAYERS, LLMSITE_N_CTX
         parser.add_argument("--model", default=defaults["file_name"],
                             help="a .gguf file in the models folder (default: %(default)s)")
-        parser.add_argument("--n-gpu-layers", default="auto", metavar="auto|-1|N",
+        parser.add_argument("--n-gpu-layers", default=gpu_layers_text(defaults["n_gpu_layers"]), metavar="auto|-1|N",
                             help="layers on the GPU: auto (the advisor's estimate for this GPU), -1 for all, or N")
         parser.add_argument("--n-ctx", type=int, default=defaults["n_ctx"], help="context length (%(default)s)")
         parser.add_argument("--flash-attn", action="store_true", help="use flash attention")
@@ -93,9 +96,3 @@ class Command(BaseCommand):
             self.stdout.write(f"Worker {self.name}: loading")
         self.stdout.flush()
 
-
-def default_settings() -> dict:
-    """The site's own defaults (LLMSITE_MODEL, LLMSITE_N_CTX), without touching a database."""
-    from chat.worker.files import default_model_name
-
-    return {"file_name": settings.LLMSITE_MODEL or default_model_name() or "", "n_ctx": settings.LLMSITE_N_CTX}

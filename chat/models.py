@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -62,7 +63,8 @@ class Conversation(models.Model):
         ordering = ["-updated_at"]
 
     def __str__(self):
-        return self.title or _("New conversation")
+        # gettext, not the lazy _: str() must get a real str, or every page that shows the title fails.
+        return self.title or gettext("New conversation")
 
 
 INTERRUPTED = "The server restarted before this reply finished."

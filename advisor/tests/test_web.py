@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from advisor.models import GPU, SharedAnswer
+from tests.gpus import install_gpus
 
 pytestmark = pytest.mark.django_db
 
@@ -158,7 +159,8 @@ def test_the_matrix_filters_by_vendor_and_vram(client):
     assert len(cells) == len(response.context["models"])
 
 
-def test_this_servers_gpu_without_nvidia_says_so(client):
+def test_this_servers_gpu_without_nvidia_says_so(client, monkeypatch):
+    install_gpus(monkeypatch)  # the same on a machine with a GPU
     response = client.get("/advisor/this-server/", follow=True)
     assert "No NVIDIA GPU was found on this server" in response.content.decode()
 

@@ -11,6 +11,15 @@ ORIGIN = b"http://localhost"
 TIMEOUT = 60
 
 
+@pytest.fixture(autouse=True)
+def _cpu_only_server(monkeypatch):
+    """Chat tests run as on a server without an NVIDIA GPU, whatever this machine has: "auto" offload is 0
+    layers and replies are measured on the CPU. A test that wants GPUs gives them (tests/gpus.py)."""
+    from tests.gpus import no_gpu
+
+    no_gpu(monkeypatch)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _worker_shutdown():
     """No orphans: the worker process ends with the test session."""

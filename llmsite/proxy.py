@@ -4,7 +4,9 @@ daphne's own `--proxy-headers` believes `X-Forwarded-For` from any peer, so anyo
 (and walk past the sign-in throttle). The site therefore starts daphne without it, and this ASGI middleware
 (around HTTP and WebSocket alike) replaces `scope["client"]` with the forwarded address only when the
 direct peer is one of LLMSITE_TRUSTED_PROXIES. Django's REMOTE_ADDR and the WebSocket scope's client both
-come from `scope["client"]`, so everything downstream sees the same answer.
+come from `scope["client"]`, so everything downstream sees the same answer. With trusted proxies set,
+X-Forwarded-* headers from any other peer are removed, so nothing downstream (Django's
+SECURE_PROXY_SSL_HEADER included) can be told "https" by a client that connects directly.
 """
 
 from __future__ import annotations
@@ -85,7 +87,12 @@ class ClientAddressMiddleware:
     async def __call__(self, scope, receive, send):
         if scope["type"] in ("http", "websocket") and scope.get("client") and self.trusted:
             peer, port = scope["client"][0], scope["client"][1]
-            if is_trusted(peer, self.trusted):
+            if not is_trusted(peer, self.trusted):
+                # Nothing downstream (Django's SECURE_PROXY_SSL_HEADER included) may believe these either.
+                scope = dict(scope)
+                scope["headers"] = [(key, value) for key, value in scope.get("headers", [])
+                                    if not key.lower().startswith(b"x-forwarded-")]
+            else:
                 scope = dict(scope)
                 forwarded_for = _header(scope, b"x-forwarded-for")
                 if forwarded_for:

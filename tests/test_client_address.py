@@ -14,7 +14,8 @@ def seen_by_the_app(scope_type: str, peer: str, headers: list[tuple[bytes, bytes
     seen = {}
 
     async def app(scope, receive, send):
-        seen.update(client=scope["client"][0], scheme=scope.get("scheme"))
+        seen.update(client=scope["client"][0], scheme=scope.get("scheme"),
+                    forwarded=sorted(k for k, _ in scope["headers"] if k.startswith(b"x-forwarded-")))
 
     scheme = "http" if scope_type == "http" else "ws"
     scope = {"type": scope_type, "client": (peer, 5555), "headers": headers, "scheme": scheme}
@@ -28,13 +29,15 @@ def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(scope_type):
                                                         (b"x-forwarded-proto", b"https")])
     assert seen["client"] == "192.168.2.9"
     assert seen["scheme"] in ("http", "ws")
+    assert seen["forwarded"] == [], "nothing downstream can believe them either (SECURE_PROXY_SSL_HEADER)"
 
 
 @pytest.mark.parametrize("scope_type, secure", [("http", "https"), ("websocket", "wss")])
 def test_a_trusted_proxy_names_the_client_and_the_scheme(scope_type, secure):
     seen = seen_by_the_app(scope_type, "192.168.1.7", [(b"x-forwarded-for", b"203.0.113.9"),
                                                         (b"x-forwarded-proto", b"https")])
-    assert seen == {"client": "203.0.113.9", "scheme": secure}
+    assert seen == {"client": "203.0.113.9", "scheme": secure,
+                    "forwarded": [b"x-forwarded-for", b"x-forwarded-proto"]}
 
 
 def test_entries_a_client_wrote_left_of_the_proxies_are_not_believed():

@@ -97,8 +97,9 @@ def serve(host: str, port: int, settings) -> None:
     connections.install(settings)
     CommandLineInterface().run([
         "-b", host, "-p", str(port),
-        "--ping-interval", "20", "--ping-timeout", "30",  # a WebSocket peer that stops answering is dropped
-        "--websocket_connect_timeout", "10",               # the handshake must be accepted or refused by then
+        # daphne's defaults, stated: a WebSocket peer that stops answering pings is dropped, and a handshake
+        # must be completed within 5 s.
+        "--ping-interval", "20", "--ping-timeout", "30", "--websocket_connect_timeout", "5",
         "llmsite.asgi:application",
     ])
 

@@ -6,8 +6,8 @@ to make the site unreachable. Its HTTP factory is given three bounds here:
 
 - at most LLMSITE_MAX_CONNECTIONS_PER_ADDRESS open connections (HTTP and WebSocket) per client address;
   trusted proxies (LLMSITE_TRUSTED_PROXIES) are exempt, since every visitor comes through them;
-- a new connection has LLMSITE_HEADER_TIMEOUT_S seconds to send its first request's headers, however
-  slowly it trickles them;
+- a new connection has LLMSITE_HEADER_TIMEOUT_S seconds to send its first request's headers, and each
+  later request on it as long from its first line, however slowly it trickles them;
 - an idle HTTP connection (before a request, between keep-alive requests) is closed after
   LLMSITE_IDLE_TIMEOUT_S seconds (Twisted's own idle timeout, 60 s by default).
 
@@ -40,16 +40,30 @@ def raise_open_file_limit() -> tuple[int, int]:
     return soft, hard
 
 
-class HeaderTimedRequest(WebRequest):
-    """daphne's request, noting on its connection that a request's headers arrived in full."""
-
-    def gotLength(self, length):
-        self.channel.llmsite_headers_seen = True
-        return super().gotLength(length)
-
-
 def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, idle_timeout_s: float):
     """A subclass of daphne's HTTP factory with the bounds above (daphne builds it with the server)."""
+
+    class HeaderTimedRequest(WebRequest):
+        """daphne's request (made when its first line arrives), whose headers must all arrive in time:
+        this bounds the second and later requests of a keep-alive connection too."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.llmsite_headers_done = False
+            channel = self.channel
+            _reactor().callLater(header_timeout_s, self._headers_deadline, channel)
+
+        def gotLength(self, length):
+            self.llmsite_headers_done = True
+            self.channel.llmsite_headers_seen = True
+            return super().gotLength(length)
+
+        def _headers_deadline(self, channel):
+            transport = getattr(channel, "transport", None)
+            if not self.llmsite_headers_done and transport is not None and not transport.disconnected:
+                logger.info("Closed a connection from %s: its request headers took over %s s.",
+                            getattr(transport.getPeer(), "host", "?"), header_timeout_s)
+                transport.abortConnection()
 
     class GuardedHTTPFactory(HTTPFactory):
         def __init__(self, server):
@@ -82,16 +96,11 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
             def made(transport):
                 if limited:
                     self.open_by_address.setdefault(host, []).append(transport)
-                self.server_reactor().callLater(header_timeout_s, self._header_deadline, protocol, transport)
+                _reactor().callLater(header_timeout_s, self._header_deadline, protocol, transport)
                 make_connection(transport)
 
             protocol.makeConnection = made
             return protocol
-
-        def server_reactor(self):
-            from twisted.internet import reactor
-
-            return reactor
 
         def _header_deadline(self, protocol, transport):
             channel = getattr(protocol, "_channel", protocol)
@@ -101,6 +110,12 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
                 transport.abortConnection()
 
     return GuardedHTTPFactory
+
+
+def _reactor():
+    from twisted.internet import reactor  # imported late: daphne installs the asyncio reactor first
+
+    return reactor
 
 
 def install(settings) -> None:

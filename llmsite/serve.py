@@ -90,9 +90,11 @@ def serve(host: str, port: int, settings) -> None:
     from LLMSITE_TRUSTED_PROXIES only.
     """
     from daphne.cli import CommandLineInterface
+    from django.db import connections as databases
 
     from llmsite import connections
 
+    databases.close_all()  # the start-up queries ran in this thread; requests get connections of their own
     connections.raise_open_file_limit()
     connections.install(settings)
     CommandLineInterface().run([

@@ -267,8 +267,24 @@ def test_healthz_answers_while_one_machine_holds_hundreds_of_half_open_requests(
             connection.close()
 
 
-def test_a_request_whose_headers_trickle_in_is_closed(small_site):
-    connection = half_open(small_site.port, "127.0.0.4")
+def answer_one_request(connection: socket.socket, port: int) -> None:
+    connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, body = received.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += connection.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("earlier_requests", [0, 1])
+def test_a_request_whose_headers_trickle_in_is_closed(small_site, earlier_requests):
+    connection = socket.create_connection(("127.0.0.1", small_site.port), timeout=10, source_address=("127.0.0.4", 0))
+    for _ in range(earlier_requests):  # a keep-alive connection's next request is bounded too
+        answer_one_request(connection, small_site.port)
+    connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{small_site.port}\r\nX-Slow: ".encode())
     started, closed = time.monotonic(), False
     try:
         connection.settimeout(0.5)

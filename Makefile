@@ -55,19 +55,31 @@ install-test: $(VENV)/.deps-test
 models: $(VENV)/.models
 test-models: $(VENV)/.test-models
 
+# Prerequisites (scripts/check-prerequisites) are installed with apt-get where we may (root or sudo);
+# otherwise make stops with one line naming the Debian packages.
+define prerequisites
+	@missing="$$(PYTHON=$(PYTHON) scripts/check-prerequisites $(1))" || exit 1; \
+	  if [ -n "$$missing" ]; then $(MAKE) --no-print-directory debian-packages PACKAGES="$$missing"; fi
+endef
+
 $(PY):
+	$(call prerequisites,venv build)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 # The first install compiles llama.cpp (about 6 minutes on 2 cores); pip's wheel cache makes later ones fast.
 $(VENV)/.deps-cpu: pyproject.toml | $(PY)
-	@echo "Installing dependencies (the first time compiles llama.cpp: several minutes)..."
+	$(call prerequisites,build)
+	@$(PY) -c 'import llama_cpp' 2>/dev/null || echo "Compiling llama.cpp (llama-cpp-python) for the CPU: \
+	about 12 CPU-minutes, so roughly $$(( 12 / $$(nproc) + 1 )) minutes on this machine's $$(nproc) cores, once \
+	(pip's wheel cache makes later installs fast). pip prints 'still running...' meanwhile."
 	$(PIP) install ".[postgres]"
 	@touch $@
 
 # A GPU build is compiled from source with the backend switched on, never taken from the wheel cache.
 $(VENV)/.deps-cuda $(VENV)/.deps-metal: pyproject.toml | $(PY)
-	@echo "Installing dependencies and compiling llama.cpp for $(GPU)..."
+	$(call prerequisites,build)
+	@echo "Installing dependencies and compiling llama.cpp for $(GPU): longer than the CPU build (10 to 30 minutes)..."
 	$(PIP) install ".[postgres]"
 	CMAKE_ARGS="$(CMAKE_ARGS_$(GPU))" $(PIP) install --force-reinstall --no-deps --no-cache-dir "$(LLAMA_CPP_PIN)"
 	@touch $@
@@ -93,10 +105,14 @@ migrate: install
 static: install
 	$(PY) manage.py collectstatic --noinput --verbosity 0
 
-# Spanish catalogs are compiled with GNU gettext's msgfmt.
+# Spanish catalogs are compiled with GNU gettext's msgfmt. Without it (and no way to install it) the site
+# still starts, in English, with a warning.
 messages: install
-	@command -v msgfmt >/dev/null || $(MAKE) --no-print-directory debian-packages PACKAGES=gettext
-	$(PY) manage.py compilemessages --ignore=$(VENV) --verbosity 0
+	@if command -v msgfmt >/dev/null || $(MAKE) --no-print-directory debian-packages PACKAGES=gettext; then \
+	  $(PY) manage.py compilemessages --ignore=$(VENV) --verbosity 0; \
+	else \
+	  echo "Warning: msgfmt (Debian package gettext) is missing: the site starts in English only."; \
+	fi
 
 # Browser tests drive Debian's chromium; the worker tests start Debian's redis-server.
 debian-test-packages:
@@ -105,7 +121,8 @@ debian-test-packages:
 	  if [ -n "$$missing" ]; then $(MAKE) --no-print-directory debian-packages PACKAGES="$$missing"; fi
 
 debian-packages:
-	@if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else \
+	@if ! command -v apt-get >/dev/null; then echo "Please install: $(PACKAGES)"; exit 1; fi; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null && { sudo -n true 2>/dev/null || [ -t 0 ]; }; then SUDO=sudo; else \
 	  echo "Please install the Debian packages: $(PACKAGES) (apt-get install $(PACKAGES))"; exit 1; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(PACKAGES)
 

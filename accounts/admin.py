@@ -67,6 +67,13 @@ class AccountAdmin(UserAdmin):
     ordering = ["is_active", "-date_joined"]
     actions = ["approve"]
 
+    def get_deleted_objects(self, objs, request):
+        """Django lists everything a deletion takes with it; for accounts that would show their
+        conversations' titles and the start of their messages to staff. Only the accounts are listed
+        by name; the rest is counted (the summary by kind stays)."""
+        _listed, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        return [str(obj) for obj in objs], model_count, perms_needed, protected
+
     @admin.action(description=_("Approve the selected accounts (they can sign in)"), permissions=["change"])
     def approve(self, request, queryset):
         count = queryset.filter(is_active=False).update(is_active=True)

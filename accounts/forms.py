@@ -29,13 +29,16 @@ class SignInForm(AuthenticationForm):
         "pending": _("Your account is waiting for an administrator's approval."),
         "throttled": _("Too many failed sign-ins for this account from your address. "
                        "Try again in %(minutes)s minutes."),
+        "throttled_account": _("Too many failed sign-ins for this account from other addresses. Sign in from "
+                               "a device that has signed in to it before, or try again in %(minutes)s minutes."),
     }
 
     def clean(self):
-        wait = throttle.wait_seconds(self.cleaned_data.get("username") or "", throttle.client_address(self.request))
-        if wait:
-            raise forms.ValidationError(self.error_messages["throttled"], code="throttled",
-                                        params={"minutes": max(1, -(-wait // 60))})
+        wait = throttle.wait(self.cleaned_data.get("username") or "", throttle.client_address(self.request))
+        if wait.seconds:
+            code = "throttled_account" if wait.reason == "account" else "throttled"
+            raise forms.ValidationError(self.error_messages[code], code=code,
+                                        params={"minutes": max(1, -(-wait.seconds // 60))})
         try:
             return super().clean()
         except forms.ValidationError:

@@ -1,7 +1,8 @@
 """First-run setup, invitations, open sign-up, and Django's sign-in and sign-out with our templates."""
 
+from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.db import IntegrityError
 from django.http import Http404
@@ -13,7 +14,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
-from accounts import services
+from accounts import services, throttle
 from accounts.forms import NewAccountForm, NewAccountWithEmailForm, SignInForm
 from accounts.models import Invitation, SiteSettings
 
@@ -100,10 +101,20 @@ def _refuse(request, invite):
 @never_cache
 @require_http_methods(["GET", "POST"])
 def signup(request):
-    """Open sign-up, when staff have switched it on: the account waits inactive for their approval."""
+    """Open sign-up, when staff have switched it on: the account waits inactive for their approval.
+
+    Rationed (accounts/throttle.py): LLMSITE_SIGNUP_PER_ADDRESS accounts an hour from one address, and no
+    new one while LLMSITE_SIGNUP_MAX_PENDING already wait for approval.
+    """
     if not SiteSettings.load().open_signup:
         raise Http404(_("Sign-up is closed on this site."))
     form = NewAccountWithEmailForm(request.POST or None)
+    if request.method == "POST":
+        refusal = _signup_refusal(request)
+        if refusal:
+            form.is_valid()  # keeps what was typed on the page
+            form.add_error(None, refusal)
+            return render(request, "accounts/signup.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         user = form.save(commit=False)
         user.is_active = False
@@ -112,5 +123,17 @@ def signup(request):
         except IntegrityError:
             form.add_error("username", _("A user with that username already exists."))
         else:
+            throttle.signup_recorded(throttle.client_address(request))
             return render(request, "accounts/signup_done.html", {"username": user.get_username()})
     return render(request, "accounts/signup.html", {"form": form})
+
+
+def _signup_refusal(request) -> str | None:
+    wait = throttle.signup_wait(throttle.client_address(request))
+    if wait:
+        return _("Too many accounts were asked for from your address. Try again in %(minutes)s minutes.") % {
+            "minutes": max(1, -(-wait // 60))}
+    pending = get_user_model().objects.filter(is_active=False, last_login__isnull=True).count()
+    if pending >= settings.LLMSITE_SIGNUP_MAX_PENDING:
+        return _("Too many accounts are waiting for an administrator's approval. Try again later.")
+    return None

@@ -14,6 +14,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from llmsite.proxy import ClientAddressMiddleware  # noqa: E402
 
 if settings.REDIS_URL:
     # Listen for the LLM workers' announcements from the start, not from the first request.
@@ -21,9 +22,10 @@ if settings.REDIS_URL:
 
     get_manager().start()
 
-application = ProtocolTypeRouter(
+# Outermost: HTTP and WebSocket see the same client address (a trusted proxy's X-Forwarded-For, or the peer).
+application = ClientAddressMiddleware(ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
-)
+))

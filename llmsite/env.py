@@ -49,14 +49,15 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def env_dir(name: str, default: Path) -> Path:
-    """A directory that is created if missing; a path that exists as a file is an error."""
+def env_dir(name: str, default: Path, mode: int = 0o777) -> Path:
+    """A directory that is created if missing (with `mode`, less the umask); a path that exists as a file
+    is an error."""
     raw = os.environ.get(name)
     path = Path(raw).expanduser() if raw else default
     if path.exists() and not path.is_dir():
         raise ImproperlyConfigured(f"{name} must be a directory; {str(path)!r} is a file.")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
     except OSError as exc:
         raise ImproperlyConfigured(f"{name}: cannot create directory {str(path)!r}: {exc.strerror}.") from None
     return path.resolve()

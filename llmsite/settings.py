@@ -10,12 +10,14 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from llmsite.datadir import create_private_file
 from llmsite.env import env_bool, env_dir, env_int, env_list, env_str, secret_key
+from llmsite.proxy import parse_trusted_proxies
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Data: database, secret key and models live in one folder -------------------------------------------
-DATA_DIR = env_dir("LLMSITE_DATA_DIR", BASE_DIR / "var")
+DATA_DIR = env_dir("LLMSITE_DATA_DIR", BASE_DIR / "var", mode=0o700)  # only this account reads it (issue 11)
 MODELS_DIR = env_dir("LLMSITE_MODELS_DIR", DATA_DIR / "models")
 
 SECRET_KEY = secret_key(DATA_DIR)
@@ -216,3 +218,20 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+
+# --- Hostile LAN (issue 11): trusted proxies, sign-up throttle, connection limits, private data files -------
+# Forwarded headers (X-Forwarded-For, X-Forwarded-Proto) are believed only from these peers (llmsite/proxy.py).
+LLMSITE_TRUSTED_PROXIES = parse_trusted_proxies("LLMSITE_TRUSTED_PROXIES", env_list("LLMSITE_TRUSTED_PROXIES", []))
+# Open sign-up: accounts one address may ask for in an hour, and inactive accounts waiting at most.
+LLMSITE_SIGNUP_PER_ADDRESS = env_int("LLMSITE_SIGNUP_PER_ADDRESS", 3, minimum=1, maximum=10_000)
+LLMSITE_SIGNUP_MAX_PENDING = env_int("LLMSITE_SIGNUP_MAX_PENDING", 20, minimum=1, maximum=100_000)
+# The server `make run` starts (llmsite/serve.py): open connections per client address (trusted proxies
+# exempt), seconds a new connection has to send its first request's headers, and seconds an idle HTTP
+# connection is kept (llmsite/connections.py).
+LLMSITE_MAX_CONNECTIONS_PER_ADDRESS = env_int("LLMSITE_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=1,
+                                              maximum=1_000_000)
+LLMSITE_HEADER_TIMEOUT_S = env_int("LLMSITE_HEADER_TIMEOUT_S", 20, minimum=1, maximum=3600)
+LLMSITE_IDLE_TIMEOUT_S = env_int("LLMSITE_IDLE_TIMEOUT_S", 30, minimum=1, maximum=3600)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite gives its -wal, -shm and journal files the database file's mode: create that file 0600 first.
+    create_private_file(DATABASES["default"]["NAME"])

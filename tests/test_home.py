@@ -25,5 +25,14 @@ def test_healthz_reports_database_worker_and_gpus(client: Client, db):
     body = response.json()
     assert body["database"] is True
     assert body["status"] == "ok"
-    assert "state" in body["worker"]
+    assert set(body["worker"]) == {"state"}, "anonymous callers get states only (issue 11)"
+    assert all(set(gpu) == {"name"} for gpu in body["gpus"])
+
+
+def test_healthz_gives_staff_the_details(client: Client, db):
+    from django.contrib.auth import get_user_model
+
+    client.force_login(get_user_model().objects.create_superuser("root", "r@example.invalid", "x-long-pw-12"))
+    body = client.get("/healthz").json()
+    assert {"state", "pid", "error", "model_file"} <= set(body["worker"])
     assert body["gpus"] == [] or {"name", "vram_total_bytes"} <= set(body["gpus"][0])

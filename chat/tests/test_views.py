@@ -476,13 +476,12 @@ def test_it_reports_the_worker_status_as_json(web, staff, manager):
 # --- Admin ------------------------------------------------------------------------------------------------------------
 
 
-def test_the_admin_lists_and_edits_conversations_and_model_settings(web, conversation):
+def test_the_admin_edits_model_settings_but_shows_no_conversation(web, conversation):
     admin = get_user_model().objects.create_superuser("root", "root@example.com", PASSWORD)
     ModelConfig.objects.create(file_name="a.gguf")
     web.force_login(admin)
-    for url in (
-        reverse("admin:chat_conversation_changelist") + "?q=lifetime",
-        reverse("admin:chat_conversation_change", args=[conversation.pk]),
-        reverse("admin:chat_modelconfig_changelist"),
-    ):
-        assert web.get(url).status_code == 200, url
+    assert web.get(reverse("admin:chat_modelconfig_changelist")).status_code == 200
+    for url in ("/admin/chat/conversation/?q=lifetime", f"/admin/chat/conversation/{conversation.pk}/change/",
+                "/admin/chat/message/"):
+        assert web.get(url).status_code == 404, url
+    assert "/admin/chat/conversation/" not in web.get("/admin/").content.decode()

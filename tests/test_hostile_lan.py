@@ -1,0 +1,305 @@
+"""Issue 11's attacks from a hostile machine on the LAN, replayed against the site as `make run` serves it
+(real daphne, real sockets). Loopback stands in for the LAN: Linux routes all of 127.0.0.0/8 to it, so a
+client socket bound to 127.0.0.2 is a second machine, 127.0.0.3 the trusted reverse proxy, and so on.
+"""
+
+import http.client
+import json
+import re
+import socket
+import stat
+import sys
+import time
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import RunningSite, prepare_data_dir
+
+OWNER, OWNER_PASSWORD = "boss", "the-owners-long-passphrase-1"
+PROXY = "127.0.0.3"
+SECRET = "my-secret-diagnosis-4711"
+
+
+class Visitor:
+    """One browser from one address: cookies, the CSRF token, forms posted over plain HTTP/1.1."""
+
+    def __init__(self, site: RunningSite, address: str = "127.0.0.1"):
+        self.site, self.address, self.cookies = site, address, SimpleCookie()
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.site.port, timeout=60,
+                                                source_address=(self.address, 0))
+        sent = {"Host": f"127.0.0.1:{self.site.port}", **(headers or {})}
+        if self.cookies:
+            sent["Cookie"] = "; ".join(f"{k}={m.value}" for k, m in self.cookies.items())
+        try:
+            connection.request(method, path, body=body, headers=sent)
+            response = connection.getresponse()
+            text = response.read().decode()
+            for value in response.headers.get_all("Set-Cookie") or []:
+                self.cookies.load(value)
+            return response.status, response.headers, text
+        finally:
+            connection.close()
+
+    def get(self, path: str, headers: dict | None = None):
+        return self.request("GET", path, headers=headers)
+
+    def post(self, path: str, fields: dict, headers: dict | None = None):
+        if "csrftoken" not in self.cookies:
+            self.get(path, headers)
+        fields = {**fields, "csrfmiddlewaretoken": self.cookies["csrftoken"].value}
+        return self.request("POST", path, urlencode(fields).encode(),
+                            {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})})
+
+    def sign_in(self, username: str, password: str, headers: dict | None = None):
+        return self.post("/accounts/login/", {"username": username, "password": password}, headers)
+
+
+def start(tmp_path_factory, name: str, env: dict | None = None, command: list[str] | None = None) -> RunningSite:
+    data_dir = tmp_path_factory.mktemp(name)
+    running = RunningSite(data_dir, command or [sys.executable, "-m", "llmsite.serve"], env)
+    prepare_data_dir(data_dir, running.env)
+    return running.start()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    running = start(tmp_path_factory, "hostile-lan", {"LLMSITE_TRUSTED_PROXIES": PROXY,
+                                                      "LLMSITE_SIGNUP_MAX_PENDING": "5"})
+    running.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        f"get_user_model().objects.create_superuser({OWNER!r}, 'boss@example.invalid', {OWNER_PASSWORD!r})\n"
+        "from accounts.models import SiteSettings\n"
+        "SiteSettings.objects.update_or_create(pk=1, defaults={'open_signup': True})\n"
+    ))
+    yield running
+    running.stop()
+
+
+def throttled(page: str) -> bool:
+    return "Too many failed sign-ins" in page
+
+
+def new_member(site, name: str) -> None:
+    site.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        f"get_user_model().objects.create_user({name!r}, password={OWNER_PASSWORD!r})\n"
+    ))
+
+
+# --- Finding 1: forged X-Forwarded-For, and the account lock turned against its owner -----------------------
+
+
+def test_a_forged_forwarded_for_neither_buys_guesses_nor_locks_the_owner_out(site):
+    attacker = Visitor(site, "127.0.0.2")
+    pages = [attacker.sign_in(OWNER, f"guess-{n}", {"X-Forwarded-For": f"10.66.{n}.1"})[2] for n in range(50)]
+    assert not any(throttled(page) for page in pages[:5])
+    assert all(throttled(page) for page in pages[5:]), "rotating X-Forwarded-For reset the per-address count"
+
+    status, headers, _ = Visitor(site, "127.0.0.1").sign_in(OWNER, OWNER_PASSWORD)
+    assert status == 302 and headers["Location"] == "/", "the owner was locked out by someone else's guesses"
+
+
+def test_an_address_that_signed_in_before_keeps_its_way_in(site):
+    new_member(site, "member")
+    owner = Visitor(site, "127.0.0.1")
+    assert owner.sign_in("member", OWNER_PASSWORD)[0] == 302
+    # Ten machines, five guesses each: the account-wide allowance (10 x 5) is spent.
+    for machine in range(10):
+        guesser = Visitor(site, f"127.0.1.{machine + 1}")
+        for n in range(5):
+            assert not throttled(guesser.sign_in("member", f"guess-{n}")[2])
+    assert throttled(Visitor(site, "127.0.1.99").sign_in("member", OWNER_PASSWORD)[2]), \
+        "a new address waits once the account has been guessed at from many addresses"
+    status, _, page = Visitor(site, "127.0.0.1").sign_in("member", OWNER_PASSWORD)
+    assert status == 302, "the owner's own machine was locked out: " + page[:200]
+
+
+def test_a_trusted_proxy_names_the_client_and_each_client_is_counted_apart(site):
+    new_member(site, "behind-proxy")
+    proxy = Visitor(site, PROXY)
+    for n in range(5):
+        proxy.sign_in("behind-proxy", f"guess-{n}", {"X-Forwarded-For": "203.0.113.7"})
+    assert throttled(proxy.sign_in("behind-proxy", OWNER_PASSWORD, {"X-Forwarded-For": "203.0.113.7"})[2])
+    # A spoofed entry to the left of the proxy's own is not believed: the proxy appended the real client.
+    assert throttled(proxy.sign_in("behind-proxy", OWNER_PASSWORD,
+                                   {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"})[2])
+    status, _, _ = Visitor(site, PROXY).sign_in("behind-proxy", OWNER_PASSWORD, {"X-Forwarded-For": "203.0.113.8"})
+    assert status == 302, "another client behind the same proxy is not held back by the first one's guesses"
+
+
+def signup(visitor: Visitor, name: str):
+    return visitor.post("/accounts/signup/", {"username": name, "email": "", "password1": OWNER_PASSWORD,
+                                              "password2": OWNER_PASSWORD})
+
+
+def pending_accounts(site) -> int:
+    return int(site.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        "print(get_user_model().objects.filter(is_active=False).count())\n")).split()[-1])
+
+
+def test_open_signup_is_rationed_per_address_and_in_all(site):
+    script = Visitor(site, "127.0.2.1")
+    assert [signup(script, f"bot{n}")[0] for n in range(3)] == [200, 200, 200]
+    status, _, page = signup(script, "bot3")
+    assert status == 429 and "Too many accounts were asked for from your address" in page
+    assert pending_accounts(site) == 3
+    assert signup(Visitor(site, "127.0.2.2"), "person4")[0] == 200
+    assert signup(Visitor(site, "127.0.2.3"), "person5")[0] == 200
+    status, _, page = signup(Visitor(site, "127.0.2.4"), "person6")
+    assert status == 429 and "waiting for an administrator" in page
+    assert pending_accounts(site) == 5, "LLMSITE_SIGNUP_MAX_PENDING=5 accounts wait at most"
+
+
+# --- Finding 11: what anonymous /healthz tells ---------------------------------------------------------------
+
+
+def test_anonymous_healthz_tells_states_only_and_staff_get_details(site):
+    status, _, body = Visitor(site, "127.0.0.2").get("/healthz")
+    health = json.loads(body)
+    assert status == 200 and health["database"] is True
+    assert health["worker"] == {"state": health["worker"]["state"]}, "no pid, error text or paths for anyone"
+    assert all(set(gpu) == {"name"} for gpu in health["gpus"])
+
+    staff = Visitor(site, "127.0.0.1")
+    assert staff.sign_in(OWNER, OWNER_PASSWORD)[0] == 302
+    details = json.loads(staff.get("/healthz")[2])["worker"]
+    assert {"state", "pid", "error", "model_file"} <= set(details)
+
+
+# --- Finding 12: conversations are not the admin's to read -------------------------------------------------
+
+
+def test_staff_cannot_read_peoples_conversations_in_the_admin(site):
+    site.manage("shell", "-c", (
+        "from django.contrib.auth import get_user_model\n"
+        "from chat.models import Conversation, Message\n"
+        "person = get_user_model().objects.create_user('patient', password='x-long-password-9')\n"
+        f"conversation = Conversation.objects.create(owner=person, title={SECRET!r})\n"
+        f"Message.objects.create(conversation=conversation, role='user', content={SECRET!r} + ' details')\n"
+    ))
+    staff = Visitor(site, "127.0.0.1")
+    assert staff.sign_in(OWNER, OWNER_PASSWORD)[0] == 302
+    for path in ("/admin/", f"/admin/chat/conversation/?q={SECRET}", "/admin/chat/message/",
+                 "/admin/auth/user/?q=patient"):
+        status, _, page = staff.get(path)
+        assert SECRET not in page, path
+        assert status in (200, 404), path
+    assert staff.get("/admin/chat/conversation/")[0] == 404
+    user_id = re.search(r'/admin/auth/user/(\d+)/change/', staff.get("/admin/auth/user/?q=patient")[2]).group(1)
+    status, _, page = staff.get(f"/admin/auth/user/{user_id}/delete/")
+    assert status == 200 and "patient" in page and SECRET not in page, "deleting an account shows its chats"
+
+
+# --- Finding 6: the data folder and the database are this account's alone ---------------------------------
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_new_data_folder_and_database_are_private_and_loose_ones_are_warned_about(tmp_path):
+    data_dir = tmp_path / "fresh" / "data"
+    running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"])
+    prepare_data_dir(data_dir, running.env)
+    running.start()
+    try:
+        status, _, _ = Visitor(running).post("/setup/", {"username": "admin", "email": "", "password1": OWNER_PASSWORD,
+                                                         "password2": OWNER_PASSWORD})
+        assert status == 302  # the administrator was written: the WAL files exist now
+        database = data_dir / "db.sqlite3"
+        assert mode(data_dir) == 0o700
+        for path in (database, data_dir / "db.sqlite3-wal", data_dir / "db.sqlite3-shm", data_dir / "secret_key"):
+            assert mode(path) == 0o600, path
+    finally:
+        running.stop()
+    assert "Warning:" not in running.output()
+
+    data_dir.chmod(0o755)
+    database.chmod(0o644)
+    running.start()
+    running.stop()
+    output = running.output()
+    assert f"{data_dir} has mode 0755" in output and f"chmod 700 {data_dir}" in output
+    assert f"{database} has mode 0644" in output and f"chmod 600 {database}" in output
+
+
+# --- Finding 8: slow and half-open connections ---------------------------------------------------------------
+
+LIMITED_FILES = ("import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); "
+                 "runpy.run_module('llmsite.serve', run_name='__main__', alter_sys=True)")
+
+
+@pytest.fixture(scope="module")
+def small_site(tmp_path_factory):
+    """A server with 256 file descriptors (a machine's usual soft limit is 1024): easy to exhaust."""
+    running = start(tmp_path_factory, "slow-clients",
+                    {"LLMSITE_MAX_CONNECTIONS_PER_ADDRESS": "100", "LLMSITE_HEADER_TIMEOUT_S": "5"},
+                    [sys.executable, "-c", LIMITED_FILES])
+    yield running
+    running.stop()
+
+
+def half_open(port: int, address: str) -> socket.socket:
+    connection = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(address, 0))
+    connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Slow: ".encode())
+    return connection
+
+
+def test_healthz_answers_while_one_machine_holds_hundreds_of_half_open_requests(small_site):
+    held = []
+    try:
+        for _ in range(300):
+            try:
+                held.append(half_open(small_site.port, "127.0.0.2"))
+            except OSError:
+                break
+        started = time.monotonic()
+        status, _, _ = Visitor(small_site, "127.0.0.1").get("/healthz")
+        elapsed = time.monotonic() - started
+        assert status == 200 and elapsed < 5, f"/healthz took {elapsed:.1f} s"
+    finally:
+        for connection in held:
+            connection.close()
+
+
+def answer_one_request(connection: socket.socket, port: int) -> None:
+    connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += connection.recv(65536)
+    head, body = received.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += connection.recv(65536)
+    assert head.startswith(b"HTTP/1.1 200")
+
+
+@pytest.mark.parametrize("earlier_requests", [0, 1])
+def test_a_request_whose_headers_trickle_in_is_closed(small_site, earlier_requests):
+    connection = socket.create_connection(("127.0.0.1", small_site.port), timeout=10, source_address=("127.0.0.4", 0))
+    for _ in range(earlier_requests):  # a keep-alive connection's next request is bounded too
+        answer_one_request(connection, small_site.port)
+    connection.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{small_site.port}\r\nX-Slow: ".encode())
+    started, closed = time.monotonic(), False
+    try:
+        connection.settimeout(0.5)
+        while time.monotonic() - started < 20:
+            try:
+                connection.sendall(b"x")  # a byte every half second keeps Twisted's idle timer happy
+                if connection.recv(1024) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:  # reset by the server
+                closed = True
+                break
+    finally:
+        connection.close()
+    elapsed = time.monotonic() - started
+    assert closed and elapsed < 15, f"the trickling request was still open after {elapsed:.0f} s"

@@ -1,4 +1,5 @@
-"""Per-person limits on the chat socket: requests per minute, replies in flight, open connections.
+"""Per-person limits on the chat socket: requests per minute, replies in flight, open connections; and per
+socket, a budget of frames (every frame type counts, valid or not).
 
 The bookkeeping is in memory, in this web process (README: "Limits"): with several web processes each
 counts on its own. Every function takes one lock and does no I/O, so it is safe from the event loop and
@@ -15,6 +16,7 @@ from django.conf import settings
 
 WINDOW_S = 60.0
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # refused before accept(): too many sockets open for this person
+CLOSE_TOO_MANY_FRAMES = 4408  # after an `error` frame: this socket sent frames faster than its budget
 
 
 class LimitExceeded(Exception):
@@ -34,6 +36,39 @@ def max_queued() -> int:
 
 def max_connections() -> int:
     return int(getattr(settings, "LLMSITE_MAX_CONNECTIONS_PER_USER", 8))
+
+
+def frames_per_second() -> float:
+    return float(getattr(settings, "LLMSITE_FRAMES_PER_SECOND", 5))
+
+
+def frame_burst() -> int:
+    return int(getattr(settings, "LLMSITE_FRAME_BURST", 60))
+
+
+class FrameBudget:
+    """A token bucket for one socket: each frame read takes a token, `rate` come back a second, up to `burst`.
+
+    The burst covers what a page sends at once (a reconnect resumes its replies, a person types fast);
+    the rate is far above what a person sends and far below what a script can: a socket that runs dry is
+    closed, so one person cannot keep the event loop and the database thread busy with cheap frames.
+    """
+
+    def __init__(self, rate: float, burst: int, clock=time.monotonic):
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.tokens = float(burst)
+        self.updated = clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
 
 
 def _running(message_id: int) -> bool:
@@ -81,6 +116,7 @@ def open_connection(user_id: int) -> bool:
 
 
 def close_connection(user_id: int) -> None:
+    """Release a slot `open_connection` counted. The consumer calls it exactly once, whatever ends it."""
     with _lock:
         count = _connections.get(user_id, 0) - 1
         if count > 0:
@@ -116,6 +152,11 @@ def admit(user_id: int, *, running=_running, now: float | None = None) -> Ticket
         ticket = Ticket(user_id)
         slots.add(ticket)
         return ticket
+
+
+def open_connections(user_id: int) -> int:
+    with _lock:
+        return _connections.get(user_id, 0)
 
 
 def reset() -> None:

@@ -25,7 +25,7 @@ SIGNED_OUT = {
     "signed_out": "You are signed out: sign in again to go on chatting.",
     "account_inactive": "This account is no longer active.",
 }
-TOO_MANY_FRAMES = "Too many frames: at most {rate} a second (bursts of {burst}). This socket is closed."
+TOO_MANY_FRAMES = "Too many frames: at most {rate:g} a second (bursts of {burst}). This socket is closed."
 INTERNAL_ERROR = "Something went wrong with that request; it was not carried out. The connection stays open."
 RESUME_WAIT_STEPS = 20  # x 50 ms
 
@@ -34,10 +34,30 @@ class ChatConsumer(AsyncWebsocketConsumer):
     counted = False  # holds one of its person's connection slots (chat/limits.py)
     closing = False  # closed by the server: the frames still queued behind the close are dropped unread
     joined: tuple[str, ...] = ()  # groups joined besides the replies it follows
+    budget: limits.FrameBudget | None = None  # from connect() on
 
     async def __call__(self, scope, receive, send):
+        # daphne's `receive` is its queue of this socket's messages: how many wait tells a flood at once.
+        queue = getattr(receive, "__self__", None)
+        waiting = queue.qsize if isinstance(queue, asyncio.Queue) else (lambda: 0)
+
+        async def receive_within_budget():
+            # Budgeted here, before dispatch: a frame dispatched costs a loop turn or more, while daphne parses
+            # a flood thousands of frames a turn, so a socket whose waiting frames alone overdraw its budget
+            # is closed at its first. After the close, frames are dropped unread, as fast as daphne queues them.
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive" or self.budget is None:
+                    return message
+                if self.closing:
+                    continue
+                if self.budget.take() and waiting() <= self.budget.tokens:
+                    return message
+                self.closing = True
+                return {"type": "chat.over_budget"}
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive_within_budget, send)
         finally:
             # Whatever ends the consumer: daphne cancels one that outlives its client by
             # application_close_timeout (a backlog of frames) without calling disconnect().
@@ -62,6 +82,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if limits.cooling_down(user_id=user.pk):  # a socket of theirs was just closed for flooding
+            await self.close(code=limits.CLOSE_TOO_MANY_FRAMES)
             return
         if not limits.open_connection(user.pk):
             await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS)  # refused before accept(), like 4401
@@ -105,12 +128,14 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(manager.ensure_started)(after_unload=after_unload)
 
     # --- client frames -----------------------------------------------------------------------------------
+    async def chat_over_budget(self, _event):
+        limits.cool_down(self.user.pk, self.session_key)
+        await self.send_json(protocol.error_frame(
+            "too_many_frames", TOO_MANY_FRAMES.format(rate=self.budget.rate, burst=self.budget.burst)))
+        await self.close(code=limits.CLOSE_TOO_MANY_FRAMES)
+
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
-            return
-        if not self.budget.take():  # every frame counts, whatever it holds, before any work on it
-            await self.end("too_many_frames", TOO_MANY_FRAMES.format(rate=self.budget.rate, burst=self.budget.burst),
-                           limits.CLOSE_TOO_MANY_FRAMES)
             return
         try:
             await self.handle(text_data if text_data is not None else bytes_data)
@@ -231,9 +256,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message):
         # channels runs close_old_connections() in a thread before every handler: a thread hop per token.
         # Token events touch no database (a gap fill goes through database_sync_to_async, which cleans up).
-        if self.closing and not message["type"].startswith("websocket."):
+        kind = message["type"]
+        if kind == "chat.over_budget":
+            await self.chat_over_budget(message)
+        elif self.closing and not kind.startswith("websocket."):
             return  # closed by the server: nothing more is sent, the disconnect still ends the consumer
-        if message["type"] == "reply.token":
+        elif kind == "websocket.receive":
+            # Not through close_old_connections() either, a hop to the database thread per frame (what let
+            # a flood of frames stall every synchronous view): the frames that reach the database do it
+            # through database_sync_to_async, which cleans up itself.
+            await self.websocket_receive(message)
+        elif kind == "reply.token":
             await self.reply_token(message)
         else:
             await super().dispatch(message)

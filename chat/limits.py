@@ -12,7 +12,9 @@ import threading
 import time
 from collections import deque
 
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
 WINDOW_S = 60.0
 CLOSE_TOO_MANY_CONNECTIONS = 4429  # refused before accept(): too many sockets open for this person
@@ -43,7 +45,11 @@ def frames_per_second() -> float:
 
 
 def frame_burst() -> int:
-    return int(getattr(settings, "LLMSITE_FRAME_BURST", 60))
+    return int(getattr(settings, "LLMSITE_FRAME_BURST", 30))
+
+
+def flood_cooldown_s() -> float:
+    return float(getattr(settings, "LLMSITE_FLOOD_COOLDOWN_S", 10))
 
 
 class FrameBudget:
@@ -103,6 +109,40 @@ _lock = threading.Lock()
 _connections: dict[int, int] = {}
 _requests: dict[int, deque[float]] = {}
 _in_flight: dict[int, set[Ticket]] = {}
+# ("user", id) or ("session", key) -> until when new sockets are refused, after one was closed for flooding
+_cooling: dict[tuple[str, object], float] = {}
+
+
+def cool_down(user_id: int, session_key: str | None, *, now: float | None = None) -> None:
+    """A socket ran out of frame budget: refuse new sockets of its person, and of its session before any
+    database work (CoolingDownGate), for a while, so that reconnecting does not buy a fresh budget at once."""
+    until = (time.monotonic() if now is None else now) + flood_cooldown_s()
+    with _lock:
+        _cooling[("user", user_id)] = until
+        if session_key:
+            _cooling[("session", session_key)] = until
+
+
+def cooling_down(*, user_id: int | None = None, session_key: str | None = None, now: float | None = None) -> bool:
+    now = time.monotonic() if now is None else now
+    with _lock:
+        for stale in [key for key, until in _cooling.items() if until <= now]:
+            del _cooling[stale]
+        return ("user", user_id) in _cooling or (session_key is not None and ("session", session_key) in _cooling)
+
+
+class CoolingDownGate:
+    """ASGI middleware for the chat socket, outside the session and auth middleware: a handshake carrying
+    the session cookie of a socket just closed for flooding is refused before it costs a database query."""
+
+    def __init__(self, application):
+        self.application = application
+
+    async def __call__(self, scope, receive, send):
+        cookies = parse_cookie(b"; ".join(v for k, v in scope.get("headers", ()) if k == b"cookie").decode("latin1"))
+        if _cooling and cooling_down(session_key=cookies.get(settings.SESSION_COOKIE_NAME)):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
 
 
 def open_connection(user_id: int) -> bool:
@@ -165,3 +205,4 @@ def reset() -> None:
         _connections.clear()
         _requests.clear()
         _in_flight.clear()
+        _cooling.clear()

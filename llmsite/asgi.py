@@ -12,6 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from chat.limits import CoolingDownGate  # noqa: E402
 from chat.origin import SameOriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
@@ -25,6 +26,6 @@ application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
         # Scheme, host and port of the Origin, not just its host name (AllowedHostsOriginValidator): see chat/origin.py.
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": SameOriginValidator(CoolingDownGate(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }
 )

@@ -92,24 +92,56 @@ FRAMES = [{"type": "stop"}, {"type": "resume", "message": 999_999}, "not json", 
           {"type": "regenerate", "message": 999_999}, {"type": "send", "content": ""}]
 
 
+async def open_another(username: str) -> Client:
+    """A new socket for a person (a frame budget is read when a socket opens)."""
+    _user, cookie = await database_sync_to_async(_cookie_of)(username)
+    client = Client(cookie)
+    assert (await client.connect())[0]
+    return client
+
+
 @pytest.mark.parametrize("flood", FRAMES, ids=lambda f: f if isinstance(f, str) else f["type"])
-async def test_a_socket_past_its_frame_budget_gets_an_error_and_is_closed(ws, settings, flood):
+async def test_every_frame_type_counts_and_a_socket_past_its_budget_gets_an_error_and_is_closed(ws, settings, flood):
     settings.LLMSITE_FRAME_BURST = 12
-    settings.LLMSITE_FRAMES_PER_SECOND = 1
+    settings.LLMSITE_FRAMES_PER_SECOND = 0.001  # nothing comes back during the test
     settings.LLMSITE_RATE_PER_MINUTE = 10_000
-    ws.frames.clear()
-    # A fresh socket: the budget is read when a socket opens.
-    _user, cookie = await database_sync_to_async(_cookie_of)("alice")
-    flooder = Client(cookie)
-    assert (await flooder.connect())[0]
-    for _ in range(40):
+    flooder = await open_another("alice")
+    for _ in range(12):  # one at a time, each answered
         await flooder.send(flood)
+        assert (await flooder.until("error"))["code"] != "too_many_frames"
+    await flooder.send(flood)
     assert await closed_with(flooder) == limits.CLOSE_TOO_MANY_FRAMES
-    errors = [f for f in flooder.frames if f["type"] == "error"]
-    assert errors[-1]["code"] == "too_many_frames"
-    assert 12 <= len(errors) <= 14, "the burst is answered, then one error says why the socket closes"
-    assert await answers(ws), "another socket of the same person is not affected"
+    error = flooder.frames[-1]
+    assert error["code"] == "too_many_frames" and "bursts of 12" in error["message"]
+    assert await answers(ws), "a socket opened before is not affected"
     await flooder.close()
+
+
+async def test_a_backlog_of_frames_past_the_budget_closes_the_socket_at_its_first_frame(ws, settings):
+    settings.LLMSITE_FRAME_BURST = 12
+    flooder = await open_another("alice")
+    for _ in range(40):  # sent at once, as a flood is: they wait in daphne's queue
+        await flooder.communicator.send_input({"type": "websocket.receive", "text": json.dumps({"type": "stop"})})
+    assert await closed_with(flooder) == limits.CLOSE_TOO_MANY_FRAMES
+    assert [f["code"] for f in flooder.frames if f["type"] == "error"] == ["too_many_frames"], "none was handled"
+    await flooder.close()
+
+
+async def test_after_a_flood_the_persons_new_sockets_wait_out_the_cool_down(ws, settings):
+    settings.LLMSITE_FRAME_BURST = 1
+    settings.LLMSITE_FLOOD_COOLDOWN_S = 3600
+    flooder = await open_another("alice")
+    for _ in range(2):
+        await flooder.send({"type": "stop"})
+    assert await closed_with(flooder) == limits.CLOSE_TOO_MANY_FRAMES
+    await flooder.close()
+    refused = Client(flooder.cookie)
+    assert not (await refused.connect())[0], "the same session is refused before the database"
+    other_session = Client((await database_sync_to_async(_cookie_of)("alice"))[1])
+    assert not (await other_session.connect())[0], "and the same person"
+    limits.reset()  # the cool-down is over
+    assert (await other_session.connect())[0]
+    await other_session.close()
 
 
 def _cookie_of(username: str):

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.test_redis_workers import redis_site  # noqa: F401, F811 (the site with REDIS_URL; no worker needed)
 from tests.wsclient import Socket, WebSocket, session_cookies
 
 MAX_CONNECTIONS = 8  # the default LLMSITE_MAX_CONNECTIONS_PER_USER the site runs with
@@ -318,3 +319,21 @@ def test_a_flood_of_every_frame_type_from_eight_sockets_stalls_no_one_and_leaks_
     assert counts["closed 4408"] + counts["dropped"] == counts["opened"], "every flooding socket was closed for it"
     assert flood_ttft <= idle_ttft + 1.0
     assert max(flood_health) <= 200
+
+
+# --- with Redis: the signal reaches the socket from another process -------------------------------------------
+def test_with_redis_deactivating_an_account_in_another_process_closes_its_socket_at_once(redis_site):  # noqa: F811
+    [cookie] = session_cookies(redis_site, "redisoff", 1)
+
+    async def attack():
+        socket = await connect(redis_site.url, cookie)
+        assert await answers(socket)
+        await asyncio.to_thread(redis_site.manage, "shell", "-c", "from django.contrib.auth import get_user_model; "
+                                "u = get_user_model().objects.get(username='redisoff0'); u.is_active = False; u.save()")
+        code = await closed(socket)  # no frame sent: the event came through Redis
+        errors = [f["code"] for f in [socket.frames.get_nowait() for _ in range(socket.frames.qsize())]
+                  if f["type"] == "error"]
+        return code, errors
+
+    code, errors = run(attack())
+    assert code == 4401 and errors[-1] == "account_inactive"

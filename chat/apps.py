@@ -5,3 +5,8 @@ from django.utils.translation import gettext_lazy as _
 class ChatConfig(AppConfig):
     name = "chat"
     verbose_name = _("Chat")
+
+    def ready(self):
+        from chat import signals  # registers the logout receiver
+
+        signals.connect_account_signals()

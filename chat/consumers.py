@@ -12,46 +12,111 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from chat import limits, protocol, services
 from chat.protocol import ProtocolError
+from chat.signals import user_group
 from chat.worker import get_manager
 from chat.worker.manager import STATUS_GROUP, reply_group
 
 logger = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401  # refused before accept(): the browser sees the handshake fail (HTTP 403)
+CLOSE_SIGNED_OUT = 4401  # after an `error` frame: the session or the account this socket was opened with ended
 NOT_FOUND = "No such conversation or message."
+SIGNED_OUT = {
+    "signed_out": "You are signed out: sign in again to go on chatting.",
+    "account_inactive": "This account is no longer active.",
+}
+TOO_MANY_FRAMES = "Too many frames: at most {rate:g} a second (bursts of {burst}). This socket is closed."
+INTERNAL_ERROR = "Something went wrong with that request; it was not carried out. The connection stays open."
 RESUME_WAIT_STEPS = 20  # x 50 ms
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    counted = False  # holds one of its person's connection slots (chat/limits.py)
+    closing = False  # closed by the server: the frames still queued behind the close are dropped unread
+    joined: tuple[str, ...] = ()  # groups joined besides the replies it follows
+    budget: limits.FrameBudget | None = None  # from connect() on
+
+    async def __call__(self, scope, receive, send):
+        # daphne's `receive` is its queue of this socket's messages: how many wait tells a flood at once.
+        queue = getattr(receive, "__self__", None)
+        waiting = queue.qsize if isinstance(queue, asyncio.Queue) else (lambda: 0)
+
+        async def receive_within_budget():
+            # Budgeted here, before dispatch: a frame dispatched costs a loop turn or more, while daphne parses
+            # a flood thousands of frames a turn, so a socket whose waiting frames alone overdraw its budget
+            # is closed at its first. After the close, frames are dropped unread, as fast as daphne queues them.
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive" or self.budget is None:
+                    return message
+                if self.closing:
+                    continue
+                if self.budget.take() and waiting() <= self.budget.tokens:
+                    return message
+                self.closing = True
+                return {"type": "chat.over_budget"}
+
+        try:
+            await super().__call__(scope, receive_within_budget, send)
+        finally:
+            # Whatever ends the consumer: daphne cancels one that outlives its client by
+            # application_close_timeout (a backlog of frames) without calling disconnect().
+            self.release_slot()
+            await self.leave_groups()
+
+    def release_slot(self) -> None:
+        if self.counted:
+            self.counted = False
+            limits.close_connection(self.user.pk)
+
+    async def leave_groups(self) -> None:
+        groups = [*self.joined, *(reply_group(m) for m in getattr(self, "following", {}))]
+        self.joined, self.following = (), {}
+        for group in groups:
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # a lost Redis connection: the group expires on its own
+                logger.warning("could not leave channel group %s", group, exc_info=True)
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        if limits.cooling_down(user_id=user.pk):  # a socket of theirs was just closed for flooding
+            await self.close(code=limits.CLOSE_TOO_MANY_FRAMES)
             return
         if not limits.open_connection(user.pk):
             await self.close(code=limits.CLOSE_TOO_MANY_CONNECTIONS)  # refused before accept(), like 4401
             return
         self.counted = True
         self.user = user
+        self.session_key = self.scope["session"].session_key
+        self.budget = limits.FrameBudget(limits.frames_per_second(), limits.frame_burst())
         # Replies this socket streams: message id -> characters of it sent so far (see chat/worker/replies.py).
         self.following: dict[int, int] = {}
         self.latest: int | None = None
         manager = get_manager()
         manager.attach_loop()
-        await self.channel_layer.group_add(STATUS_GROUP, self.channel_name)
+        self.joined = (STATUS_GROUP, user_group(user.pk))
+        for group in self.joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
         await self.send_json(protocol.model(manager.status()))
         await self.ensure_model(after_unload=False)  # warm up: the model loads while the person types
 
     async def disconnect(self, code):
         # The replies go on without this socket: they are written to the database and can be resumed.
-        for message_id in list(getattr(self, "following", {})):
-            await self.channel_layer.group_discard(reply_group(message_id), self.channel_name)
-        if hasattr(self, "user"):
-            await self.channel_layer.group_discard(STATUS_GROUP, self.channel_name)
-        if getattr(self, "counted", False):
-            self.counted = False
-            limits.close_connection(self.user.pk)
+        self.release_slot()
+        await self.leave_groups()
+
+    async def end(self, code: str, message: str, close_code: int) -> None:
+        """Close this socket from the server side, with an `error` frame that says why first."""
+        if self.closing:
+            return
+        self.closing = True
+        await self.send_json(protocol.error_frame(code, message))
+        await self.close(code=close_code)
 
     async def send_json(self, frame: dict) -> None:
         await self.send(text_data=json.dumps(frame, ensure_ascii=False))
@@ -63,11 +128,32 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await database_sync_to_async(manager.ensure_started)(after_unload=after_unload)
 
     # --- client frames -----------------------------------------------------------------------------------
+    async def chat_over_budget(self, _event):
+        limits.cool_down(self.user.pk, self.session_key)
+        await self.send_json(protocol.error_frame(
+            "too_many_frames", TOO_MANY_FRAMES.format(rate=self.budget.rate, burst=self.budget.burst)))
+        await self.close(code=limits.CLOSE_TOO_MANY_FRAMES)
+
     async def receive(self, text_data=None, bytes_data=None):
+        if self.closing:
+            return
         try:
-            command = protocol.parse(text_data if text_data is not None else bytes_data)
+            await self.handle(text_data if text_data is not None else bytes_data)
+        except Exception:
+            # A bug or a failing database must not close the socket with 1011 and no word (daphne's answer
+            # to an exception): the person is told, and the socket goes on.
+            logger.exception("chat frame from user %s failed", self.user.pk)
+            await self.send_json(protocol.error_frame("internal_error", INTERNAL_ERROR))
+
+    async def handle(self, text) -> None:
+        try:
+            command = protocol.parse(text)
         except ProtocolError as exc:
             await self.send_json(exc.frame())
+            return
+        if not isinstance(command, protocol.Stop) and not await services.still_signed_in(self.user.pk,
+                                                                                         self.session_key):
+            await self.end("signed_out", SIGNED_OUT["signed_out"], CLOSE_SIGNED_OUT)
             return
         ticket = None
         try:
@@ -170,7 +256,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message):
         # channels runs close_old_connections() in a thread before every handler: a thread hop per token.
         # Token events touch no database (a gap fill goes through database_sync_to_async, which cleans up).
-        if message["type"] == "reply.token":
+        kind = message["type"]
+        if kind == "chat.over_budget":
+            await self.chat_over_budget(message)
+        elif self.closing and not kind.startswith("websocket."):
+            return  # closed by the server: nothing more is sent, the disconnect still ends the consumer
+        elif kind == "websocket.receive":
+            # Not through close_old_connections() either, a hop to the database thread per frame (what let
+            # a flood of frames stall every synchronous view): the frames that reach the database do it
+            # through database_sync_to_async, which cleans up itself.
+            await self.websocket_receive(message)
+        elif kind == "reply.token":
             await self.reply_token(message)
         else:
             await super().dispatch(message)
@@ -219,3 +315,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def worker_status(self, event):
         await self.send_json(protocol.model(event))
+
+    async def chat_signed_out(self, event):
+        """chat/signals.py: this person signed out (`session` names which sign-in) or the account went."""
+        if event.get("session") in (None, self.session_key):
+            reason = event.get("reason") if event.get("reason") in SIGNED_OUT else "signed_out"
+            await self.end(reason, SIGNED_OUT[reason], CLOSE_SIGNED_OUT)

@@ -110,6 +110,43 @@ def _content(frame: dict) -> str:
     return value
 
 
+def _is_unicode(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's "\\ud800"): no database, and no UTF-8 frame, takes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    return name.encode("utf-8", "backslashreplace").decode("ascii", "replace")[:60]
+
+
+def _refuse_lone_surrogates(frame: dict) -> None:
+    """Refuse a frame with a lone surrogate in any key or string, naming where (`content`, `options.system`)."""
+    pending: list[tuple[str, object]] = [("", frame)]
+    while pending:  # a loop, not recursion: json.loads already bounded the depth, this adds nothing to it
+        path, value = pending.pop()
+        if isinstance(value, str):
+            bad = not _is_unicode(value)
+        elif isinstance(value, dict):
+            bad = False
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else key
+                if not _is_unicode(key):
+                    path, bad = name, True
+                    break
+                pending.append((name, item))
+        else:
+            bad = False
+            if isinstance(value, list):
+                pending.extend((path, item) for item in value)
+        if bad:
+            raise ProtocolError("invalid_field", f"`{_printable(path)}` holds a lone surrogate (such as \\ud800), "
+                                                 "which is not text: send valid Unicode.")
+
+
 def _refuse_nul(name: str, value: str) -> None:
     # As Django's form fields do: a NUL character cannot be stored in PostgreSQL text at all.
     if "\x00" in value:
@@ -179,6 +216,8 @@ def parse(text) -> Send | Stop | Resume | Regenerate | Edit:
         raise ProtocolError("invalid_json", "The frame is not valid JSON.") from None
     if not isinstance(frame, dict):
         raise ProtocolError("invalid_frame", "A frame must be a JSON object with a `type`.")
+    if "\\u" in text or not _is_unicode(text):  # daphne's text is valid UTF-8: then only an escape can make one
+        _refuse_lone_surrogates(frame)
     kind = frame.get("type")
     if not isinstance(kind, str):
         raise ProtocolError("invalid_frame", "A frame must have a string `type`.")

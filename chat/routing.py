@@ -1,4 +1,4 @@
-# WebSocket routes, wrapped by llmsite/asgi.py in AllowedHostsOriginValidator(AuthMiddlewareStack(...)).
+# WebSocket routes, wrapped by llmsite/asgi.py in SameOriginValidator(AuthMiddlewareStack(...)).
 from django.urls import path
 
 from chat.consumers import ChatConsumer

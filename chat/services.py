@@ -7,10 +7,13 @@ that does not exist.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module
+from types import SimpleNamespace
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib import auth
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
@@ -21,6 +24,21 @@ TITLE_LENGTH = 60
 
 class NotFound(Exception):
     """No such conversation or message for this user."""
+
+
+@database_sync_to_async
+def still_signed_in(user_id: int, session_key: str | None) -> bool:
+    """Whether the session a socket was opened with still signs in this person, and the account is active.
+
+    Read afresh (the socket's own copy of the session is from its handshake), the way Django's
+    authentication reads it for every request: a session signed out, expired, or invalidated by a password
+    change, and an account deactivated or deleted, all answer False.
+    """
+    if not session_key:
+        return False
+    session = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    user = auth.get_user(SimpleNamespace(session=session))
+    return user.is_authenticated and user.pk == user_id and user.is_active
 
 
 def _history(conversation: Conversation, before: Message | None = None) -> list[dict]:

@@ -10,9 +10,10 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from chat.limits import CoolingDownGate  # noqa: E402
+from chat.origin import SameOriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from llmsite.proxy import ClientAddressMiddleware  # noqa: E402
 
@@ -26,6 +27,7 @@ if settings.REDIS_URL:
 application = ClientAddressMiddleware(ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Scheme, host and port of the Origin, not just its host name (AllowedHostsOriginValidator): see chat/origin.py.
+        "websocket": SameOriginValidator(CoolingDownGate(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }
 ))

@@ -206,6 +206,12 @@ LLMSITE_MAX_FRAME_CHARS = env_int("LLMSITE_MAX_FRAME_CHARS", 256_000, minimum=1_
 LLMSITE_RATE_PER_MINUTE = env_int("LLMSITE_RATE_PER_MINUTE", 20, minimum=1, maximum=100_000)
 LLMSITE_MAX_QUEUED_PER_USER = env_int("LLMSITE_MAX_QUEUED_PER_USER", 3, minimum=1, maximum=10_000)
 LLMSITE_MAX_CONNECTIONS_PER_USER = env_int("LLMSITE_MAX_CONNECTIONS_PER_USER", 8, minimum=1, maximum=10_000)
+# Every frame a chat socket reads takes one of its LLMSITE_FRAME_BURST tokens, and LLMSITE_FRAMES_PER_SECOND
+# come back each second; a socket that runs out is closed (code 4408) so floods of cheap frames cannot stall
+# the site, and its person's new sockets are refused for LLMSITE_FLOOD_COOLDOWN_S (README: "Limits").
+LLMSITE_FRAMES_PER_SECOND = env_int("LLMSITE_FRAMES_PER_SECOND", 5, minimum=1, maximum=100_000)
+LLMSITE_FRAME_BURST = env_int("LLMSITE_FRAME_BURST", 30, minimum=1, maximum=1_000_000)
+LLMSITE_FLOOD_COOLDOWN_S = env_int("LLMSITE_FLOOD_COOLDOWN_S", 10, minimum=0, maximum=3600)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:

@@ -12,6 +12,14 @@ import socket
 import struct
 
 
+class Closed(ConnectionError):
+    """The server closed the WebSocket, with this close code (1005: none given)."""
+
+    def __init__(self, code: int):
+        super().__init__(f"the server closed the WebSocket (code {code})")
+        self.code = code
+
+
 class WebSocket:
     """Text frames, client masking, ping/pong, close."""
 
@@ -62,7 +70,7 @@ class WebSocket:
                 mask = os.urandom(4)
                 self.writer.write(bytes([0x8A, 0x80 | len(payload)]) + mask + _masked(payload, mask))
             elif opcode == 0x8:
-                raise ConnectionError("the server closed the WebSocket")
+                raise Closed(struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005)
 
     def close(self) -> None:
         self.writer.close()
@@ -79,6 +87,7 @@ class Socket:
         self.ws = ws
         self.frames: asyncio.Queue = asyncio.Queue()
         self.closed = False
+        self.close_code: int | None = None
         self.reader = asyncio.ensure_future(self.read())
 
     @classmethod
@@ -93,6 +102,9 @@ class Socket:
         try:
             while True:
                 await self.frames.put(await self.ws.receive())
+        except Closed as closed:
+            self.close_code = closed.code
+            self.closed = True
         except (ConnectionError, asyncio.IncompleteReadError):
             self.closed = True
 

@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 ORIGIN = b"http://localhost"
+HOST = b"localhost"  # the handshake's Host: the socket's own origin is http://localhost
 TIMEOUT = 60
 
 
@@ -51,7 +52,7 @@ class Client:
         from llmsite.asgi import application
 
         self.cookie = cookie
-        headers = [(b"origin", origin)]
+        headers = [(b"host", HOST), (b"origin", origin)]
         if cookie:
             headers.append((b"cookie", cookie.encode()))
         self.communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)

@@ -115,9 +115,16 @@ async def answers_until_sentinel(client: Client, started: set | None = None) -> 
             errors.append(frame)
 
 
+@pytest.fixture
+def unlimited_frames(settings):
+    """Before `ws` opens: this test sends hundreds of frames on one socket, past the default frame budget
+    (test_socket_guards.py and tests/test_socket_attacks.py test the budget)."""
+    settings.LLMSITE_FRAME_BURST = 1_000_000
+
+
 @pytest.mark.model
 @pytest.mark.django_db(transaction=True)
-async def test_one_socket_survives_hostile_frames_and_others_chat_on(ws, login, settings):
+async def test_one_socket_survives_hostile_frames_and_others_chat_on(unlimited_frames, ws, login, settings):
     settings.LLMSITE_RATE_PER_MINUTE = 10_000
     settings.LLMSITE_MAX_QUEUED_PER_USER = 1  # a fuzzed frame that is a valid `send` starts one reply at most
     started = set()

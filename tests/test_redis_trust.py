@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 
 from tests.conftest import REDIS_SERVER, ROOT, RunningSite, free_port, missing, prepare_data_dir
-from tests.test_redis_workers import WorkerProcess, run, site_workers, wait_for_workers
+from tests.test_redis_workers import WorkerProcess, eventually, run, site_workers, wait_for_workers
 from tests.wsclient import Socket, session_cookies
 
 KEY = secrets.token_urlsafe(32)
@@ -145,6 +145,11 @@ def test_a_rogue_without_the_key_is_never_a_worker_and_reads_and_forges_nothing(
             await rogue.group_send("llm-web", rogue_announcement(rogue_channel))
             await asyncio.sleep(0.2)
         known_to_site = await asyncio.to_thread(site_workers, keyed_site)
+        # A request of its own to the real worker, answered to the rogue: it is dropped unopened.
+        for worker_channel in group_members(port, "llm-workers"):
+            if worker_channel != rogue_channel:
+                await rogue.send(worker_channel, {"type": "llm.generate", "job": 424242, "reply_to": rogue_channel,
+                                                  "messages": [{"role": "user", "content": FORGED}], "options": {}})
         socket = await Socket.open(keyed_site.url, cookie)
         try:
             await socket.ws.send({"type": "send", "conversation": None, "content": SECRET_CONTENT,
@@ -199,10 +204,13 @@ def test_a_rogue_without_the_key_is_never_a_worker_and_reads_and_forges_nothing(
     # Redis saw the rogue's plain messages (so MONITOR shows message contents) but never the person's text.
     assert ROGUE_MARKER.encode() in traffic
     assert SECRET_CONTENT.encode() not in traffic and SECRET_SYSTEM.encode() not in traffic
-    assert b"llm.generate" not in traffic  # the site's requests to its worker: sealed
     log = keyed_site.output()
     assert "not sealed with this site's key" in log
-    assert PASSWORD not in keyed_site.worker.log_path.read_text()
+    worker_log = keyed_site.worker.log_path.read_text()
+    assert "not sealed with this site's key" in worker_log and PASSWORD not in worker_log
+    served = eventually(lambda: site_workers(keyed_site)["keyed"]["served"] >= 2 and
+                        site_workers(keyed_site)["keyed"]["served"])
+    assert served == 2, "the person's two replies, and not the rogue's request"
 
 
 def test_without_the_key_the_same_rogue_is_taken_for_a_worker(locked_redis, tmp_path):

@@ -13,7 +13,7 @@ with a warning and goes on receiving.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from channels_redis.core import RedisChannelLayer
 
@@ -57,4 +57,4 @@ def redacted_url(url: str) -> str:
     if parts.username or parts.password:
         user = parts.username or ""
         netloc = f"{user}:***@{netloc}" if parts.password else f"{user}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return f"{parts.scheme}://{netloc}{parts.path}"

@@ -6,13 +6,16 @@ builds a numpy view per vocabulary entry: 19 s for Gemma 3's 262,144 tokens on t
 against well under a second for this scan.  ``tests/test_gguf_info.py`` checks that both agree.
 
 Anything wrong with the file (missing, empty, not GGUF, truncated, malformed, missing keys) raises
-GGUFError with a message a person can act on, never a traceback from inside the parser.
+GGUFError with a message a person can act on, never a traceback from inside the parser: read_gguf turns
+every other exception into a GGUFError too, so a hostile file in the models folder is that file's error
+state on every page that reads headers, never a 500.
 """
 from __future__ import annotations
 
 import mmap
 import os
 import re
+import stat
 import struct
 from dataclasses import dataclass
 
@@ -25,7 +28,10 @@ SWA_PATTERNS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "gpt-oss":
                 "exaone4": 4, "smallthinker": 4, "gemma-embedding": 6}
 
 MAX_LAYERS = 4096
-_BLOCK = re.compile(r"^blk\.(\d+)\.")
+# ASCII digits only (\d also matches other scripts' digits, which int() accepts), and no more than a layer
+# number can have: int() of a 5000-digit name raises ValueError past Python's integer-string limit.
+_BLOCK = re.compile(r"^blk\.([0-9]+)\.", re.ASCII)
+_MAX_LAYER_DIGITS = len(str(MAX_LAYERS))
 
 
 class GGUFError(Exception):
@@ -45,6 +51,10 @@ class GGUFInfo:
     n_params: int
 
 
+def _short_name(name: str, limit: int = 80) -> str:
+    return name if len(name) <= limit else name[:limit] + "…"
+
+
 def _scalar(value):
     if isinstance(value, list | tuple):
         return max(value) if value else 0
@@ -52,10 +62,29 @@ def _scalar(value):
 
 
 def read_gguf(path: str | os.PathLike) -> GGUFInfo:
+    """The header of the GGUF file at `path`; GGUFError, and only GGUFError, for anything wrong with it."""
     path = os.fspath(path)
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
+        return _read(path)
+    except GGUFError:
+        raise
+    except Exception as exc:  # a parser bug on a hostile file is that file's error, not the page's
+        raise GGUFError(f"{path} is malformed ({type(exc).__name__}: {_short(exc)})") from None
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _read(path: str) -> GGUFInfo:
+    try:
+        # O_NONBLOCK: a FIFO named *.gguf must not hang the page that reads it (it is refused just below).
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            file_stat = os.fstat(f.fileno())
+            if not stat.S_ISREG(file_stat.st_mode):
+                raise GGUFError(f"{path} is not a regular file")
+            size = file_stat.st_size
             magic = f.read(4)
             if size == 0:
                 raise GGUFError(f"{path} is empty, not a GGUF model")
@@ -68,7 +97,7 @@ def read_gguf(path: str | os.PathLike) -> GGUFInfo:
     except OSError as exc:
         raise GGUFError(f"cannot read {path}: {exc.strerror or exc}") from None
     except (struct.error, ValueError, TypeError, IndexError, KeyError, UnicodeDecodeError, OverflowError) as exc:
-        raise GGUFError(f"{path} is truncated or malformed ({type(exc).__name__}: {exc})") from None
+        raise GGUFError(f"{path} is truncated or malformed ({type(exc).__name__}: {_short(exc)})") from None
     end = max((off + nb for _, _, nb, off, _, _ in tensors), default=0)
     if end > size:
         raise GGUFError(f"{path} is truncated: its tensor data needs {end} bytes, the file has {size}")
@@ -234,9 +263,10 @@ def _build(path: str, size: int, fields: dict, tensors: list) -> GGUFInfo:
         names.add(name)
         m = _BLOCK.match(name)
         if m:
-            il = int(m.group(1))
+            digits = m.group(1)
+            il = int(digits) if len(digits) <= _MAX_LAYER_DIGITS else MAX_LAYERS
             if il >= n_layer:
-                raise GGUFError(f"{path}: tensor {name} is beyond block_count {n_layer}")
+                raise GGUFError(f"{path}: tensor {_short_name(name)} is beyond block_count {n_layer}")
             if "_exps" in name:
                 experts[il] += nbytes
             else:

@@ -25,9 +25,22 @@ def shape_of(arch) -> tuple:
 _HEADERS: dict = {}
 
 
+def printable_name(name: str) -> bool:
+    """False for a file name that is not text (bytes that are not UTF-8): no page can show or send it back."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def local_files(models_dir) -> list[LocalFile]:
+    """The readable GGUF files of the folder; any file whose header cannot be read simply matches nothing
+    (read_gguf raises only GGUFError: a hostile header is that file's error, never the page's)."""
     found = []
     for path in sorted(Path(models_dir).glob("*.gguf")):
+        if not printable_name(path.name):
+            continue
         try:
             stat = path.stat()
         except OSError:

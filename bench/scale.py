@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -94,7 +95,8 @@ def main() -> None:
         (folder / "site").mkdir()
         redis = RedisServer(folder / "redis")
         site = RunningSite(folder / "site", [sys.executable, "-m", "llmsite.serve"],
-                           env={"REDIS_URL": redis.url, "LLMSITE_WORKER_ANNOUNCE_MS": "500",
+                           env={"REDIS_URL": redis.url, "LLMSITE_REDIS_KEY": secrets.token_urlsafe(32),
+                                "LLMSITE_WORKER_ANNOUNCE_MS": "500",
                                 "LLMSITE_WORKER_TIMEOUT_MS": "5000", "LLMSITE_RATE_PER_MINUTE": "100000"})
         workers = []
         try:

@@ -6,9 +6,8 @@ from django.utils.translation import gettext_lazy as _
 
 from chat.models import Conversation, KVType, ModelConfig
 from chat.protocol import MAX_SYSTEM_CHARS, NUMBER_OPTIONS, max_tokens_cap
+from chat.worker.types import N_CTX_MAX, N_CTX_MIN, LoadSettings, LoadSettingsError
 
-N_CTX_MIN = 256
-N_CTX_MAX = 1_048_576
 N_GPU_LAYERS_MAX = 1000
 
 
@@ -107,6 +106,12 @@ class NGpuLayersField(forms.CharField):
         return "auto" if value is None else value
 
 
+# The worker's refusals (chat/worker/types.py LoadSettingsError codes) that the form's own fields cannot catch.
+LOAD_SETTINGS_MESSAGES = {
+    "kv_needs_flash_attn": _("A %(kv_type)s KV cache needs flash attention: turn flash attention on, or use f16."),
+}
+
+
 class ModelLoadForm(forms.Form):
     file_name = forms.ChoiceField(widget=forms.HiddenInput)
     n_gpu_layers = NGpuLayersField(
@@ -121,6 +126,21 @@ class ModelLoadForm(forms.Form):
     def __init__(self, *args, file_names=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["file_name"].choices = [(name, name) for name in file_names]
+
+    def clean(self):
+        """Refuse what the worker would refuse, by asking the worker's own validation (chat/worker/types.py):
+        a setting saved as active that every start refuses would leave the chat without a model."""
+        data = super().clean()
+        if self.errors:
+            return data  # a field is already wrong; its own message says how
+        try:
+            LoadSettings(data["file_name"], data["n_gpu_layers"], data["n_ctx"], data["flash_attn"], data["kv_type"])
+        except LoadSettingsError as exc:
+            message = LOAD_SETTINGS_MESSAGES.get(exc.code)
+            message = message % {"kv_type": data["kv_type"]} if message else str(exc)
+            self.add_error(exc.field if exc.field in self.fields else None,
+                           forms.ValidationError(message, code=exc.code))
+        return data
 
     @classmethod
     def for_config(cls, file_name: str, config: ModelConfig | None, file_names, row: int):

@@ -103,15 +103,40 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channel layer: in-process unless Redis is configured ------------------------------------------------
+# With Redis, every message between the site and its workers (people's histories and system prompts, the
+# replies, the sockets' events) is encrypted and authenticated with LLMSITE_REDIS_KEY, which the site and
+# every `manage.py llmworker` share: whoever reaches Redis without it can read and forge nothing (README:
+# "Past one machine"). Starting without a key takes LLMSITE_REDIS_INSECURE=1. Several keys, separated by
+# commas, let a key be changed without stopping everything: the first seals, every one of them opens.
 REDIS_URL = env_str("REDIS_URL")
+REDIS_KEY_MIN_CHARS = 32
+LLMSITE_REDIS_INSECURE = env_bool("LLMSITE_REDIS_INSECURE", False)
+LLMSITE_REDIS_KEYS = [key.strip() for key in env_str("LLMSITE_REDIS_KEY").split(",") if key.strip()]
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-        raise ImproperlyConfigured(f"REDIS_URL must start with redis://, rediss:// or unix://; got {REDIS_URL!r}.")
+        # Not the value itself: it may hold a password.
+        raise ImproperlyConfigured("REDIS_URL must start with redis://, rediss:// (TLS) or unix://; got a value "
+                                   f"starting with {REDIS_URL.split(':', 1)[0][:10]!r}.")
+    if not LLMSITE_REDIS_KEYS and not LLMSITE_REDIS_INSECURE:
+        raise ImproperlyConfigured(
+            "REDIS_URL is set but LLMSITE_REDIS_KEY is not: without it, anyone who reaches Redis can read every "
+            "conversation and write replies as a worker. Give the site and every llmworker the same key, e.g. "
+            "LLMSITE_REDIS_KEY=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), or set "
+            "LLMSITE_REDIS_INSECURE=1 to run without one."
+        )
+    for _key in LLMSITE_REDIS_KEYS:
+        if len(_key) < REDIS_KEY_MIN_CHARS:
+            raise ImproperlyConfigured(
+                f"LLMSITE_REDIS_KEY must be at least {REDIS_KEY_MIN_CHARS} characters (a key of {len(_key)} can be "
+                "guessed from what Redis holds); python3 -c 'import secrets; print(secrets.token_urlsafe(32))' "
+                "makes one."
+            )
     # Workers relay every token through Redis: a channel holds up to 1000 messages (the default, 100, is a
     # second of tokens from a few workers to one web process).
     CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                    "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000}}
+        "default": {"BACKEND": "chat.worker.redis_layer.SealedRedisChannelLayer",
+                    "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000,
+                               "symmetric_encryption_keys": LLMSITE_REDIS_KEYS or None}}
     }
 else:
     # Each reply's tokens go through a group; the default capacity (100 messages) is too small for a burst

@@ -12,6 +12,7 @@ import asyncio
 import concurrent.futures
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -70,7 +71,9 @@ class WorkerProcess:
 @pytest.fixture(scope="module")
 def redis_site(redis_server, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("redis-site")
-    env = {"REDIS_URL": redis_server.url, "LLMSITE_WORKER_ANNOUNCE_MS": str(ANNOUNCE_MS),
+    # The site and its workers share the key that seals their messages (tests/test_redis_trust.py: without it).
+    env = {"REDIS_URL": redis_server.url, "LLMSITE_REDIS_KEY": secrets.token_urlsafe(32),
+           "LLMSITE_WORKER_ANNOUNCE_MS": str(ANNOUNCE_MS),
            "LLMSITE_WORKER_TIMEOUT_MS": str(TIMEOUT_MS)}
     running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env=env)
     prepare_data_dir(data_dir, running.env)

@@ -43,8 +43,10 @@ def tensors() -> dict:
     return {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
 
 
-def write_tiny_gguf(path: Path, metadata: dict | None = None, arch: str = "llama") -> Path:
-    """Write the tiny model; `metadata` (key -> (type, value), value None drops the key) changes keys."""
+def write_tiny_gguf(path: Path, metadata: dict | None = None, arch: str = "llama",
+                    extra_tensors: dict | None = None) -> Path:
+    """Write the tiny model; `metadata` (key -> (type, value), value None drops the key) changes keys, and
+    `extra_tensors` (name -> shape) adds float32 tensors of any name (hostile ones included)."""
     fields = {**default_metadata(), **(metadata or {})}
     writer = GGUFWriter(str(path), arch)
     for key, (vtype, value) in fields.items():
@@ -54,7 +56,8 @@ def write_tiny_gguf(path: Path, metadata: dict | None = None, arch: str = "llama
             writer.add_array(key, value)
         else:
             writer.add_key_value(key, value, vtype)
-    for name, data in tensors().items():
+    extra = {name: np.zeros(shape, dtype=np.float32) for name, shape in (extra_tensors or {}).items()}
+    for name, data in {**tensors(), **extra}.items():
         writer.add_tensor(name, data)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()

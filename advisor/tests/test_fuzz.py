@@ -23,8 +23,10 @@ from hypothesis import strategies as st
 
 from advisor.catalog_io import CatalogError, export_catalog, import_catalog
 from advisor.forms import AdvisorForm
+from advisor.gguf_info import GGUFError, read_gguf
+from advisor.local_files import local_files
 from advisor.models import GPU, KnownFile, LanguageModel, Measurement, Quantization, SharedAnswer
-from advisor.tests.gguf_factory import default_metadata, tiny_gguf_bytes
+from advisor.tests.gguf_factory import default_metadata, tensors, tiny_gguf_bytes, write_tiny_gguf
 
 pytestmark = pytest.mark.django_db
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -240,6 +242,37 @@ def test_it_never_fails_on_a_gguf_with_hostile_metadata(staff, tmp_path_factory,
     else:  # accepted: the review form it opens must open too
         assert staff.get(response["Location"]).status_code == 200
     assert LanguageModel.objects.count() == models
+
+
+# --- a hostile file in the models folder (issue 11, finding 10) ---------------------------------------------
+HUGE_LAYER = "blk." + "9" * 5000 + ".attn_q.weight"
+tensor_name = st.one_of(
+    text.filter(bool),
+    st.integers(1, 6000).map(lambda n: f"blk.{'9' * n}.attn_q.weight"),  # past int()'s 4300-digit limit
+    st.text(st.characters(categories=("Nd",)), min_size=1, max_size=8).map(lambda d: f"blk.{d}.ffn_up.weight"),
+    st.integers(-5, 5000).map(lambda n: f"blk.{n}.ffn_down_exps.weight"),
+    st.sampled_from(["blk..x", "blk.0", "blk.0.", "blk.1.attn_q.bias", "output.weight", "blk.0.attn_q_norm.weight"]),
+).filter(lambda name: name not in tensors())
+
+
+@FUZZ
+@given(names=st.lists(tensor_name, min_size=1, max_size=3, unique=True),
+       changes=st.dictionaries(st.sampled_from(METADATA_KEYS), metadata_value, max_size=2))
+@example(names=[HUGE_LAYER], changes={})
+@example(names=["blk.\u0663.attn_q.weight"], changes={})
+def test_a_models_folder_file_with_any_tensor_names_is_a_header_or_that_files_error(tmp_path_factory, names,
+                                                                                      changes):
+    """read_gguf answers a header or GGUFError, nothing else; the advisor's "this server has this file"
+    matching (what /advisor/, share and model pages call) never raises for it."""
+    folder = tmp_path_factory.mktemp("models")
+    path = write_tiny_gguf(folder / "fuzz.gguf", changes, extra_tensors={name: (4,) for name in names})
+    try:
+        info = read_gguf(path)
+    except GGUFError as exc:
+        assert str(exc)
+    else:
+        assert info.architecture.n_layer >= 1
+    local_files(folder)
 
 
 # --- the catalog import ---------------------------------------------------------------------------------------

@@ -54,3 +54,22 @@ def test_it_reads_n_gpu_layers_as_the_models_page_does(value, parsed):
     from chat.management.commands.llmworker import gpu_layers
 
     assert gpu_layers(value) == parsed
+
+
+def test_it_refuses_what_the_worker_would_refuse_before_reaching_redis(settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(CommandError, match="needs flash attention"):
+        call_command("llmworker", "--kv-type", "q8_0", "--n-gpu-layers", "0")
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("redis://:s3cret@redis.lan:6379/0", "redis://:***@redis.lan:6379/0"),
+    ("rediss://user:s3cret@10.0.0.5:6380/1?ssl_ca_certs=/etc/ca.pem", "rediss://user:***@10.0.0.5:6380/1"),
+    ("redis://[::1]:6379/0", "redis://[::1]:6379/0"),
+    ("unix:///run/redis.sock?password=s3cret", "unix:///run/redis.sock"),
+    ("redis://:s3cret@host:notaport/0", "(a REDIS_URL that cannot be shown)"),
+])
+def test_redis_urls_are_shown_without_their_password(url, shown):
+    from chat.worker.redis_layer import redacted_url
+
+    assert redacted_url(url) == shown

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from advisor.local_files import printable_name
 from llmsite.modelfiles import default_model_file, link_default_model
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,12 @@ def list_model_files() -> list[Path]:
         link_default_model(folder)
     except OSError as exc:  # a read-only models folder: list the package's file directly
         logger.warning("could not link the default model into %s: %s", folder, exc)
-    files = {p.name: p for p in sorted(folder.glob("*.gguf")) if p.is_file()}
+    files = {}
+    for path in sorted(folder.glob("*.gguf")):
+        if not printable_name(path.name):  # bytes that are not UTF-8: no page could show or send it back
+            logger.warning("ignored a model file whose name is not UTF-8 text: %r", path.name)
+        elif path.is_file():
+            files[path.name] = path
     default = default_model_file()
     if default is not None and default.name not in files:
         files[default.name] = default

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chat.worker.transport import PipeTransport, Transport
+from chat.worker.types import LoadSettings
 
 logger = logging.getLogger(__name__)
 
@@ -123,22 +124,15 @@ class WorkerManager:
         from chat.worker.files import resolve_model_file
 
         path = resolve_model_file(file_name)
-        if kv_type not in ("f16", "q8_0", "q4_0"):
-            raise ValueError(f"kv_type must be f16, q8_0 or q4_0; got {kv_type!r}")
-        if kv_type != "f16" and not flash_attn:
-            # llama.cpp cannot create a context with a quantized V cache without flash attention.
-            raise ValueError(f"A {kv_type} KV cache needs flash attention: turn flash attention on, or use f16.")
-        if not isinstance(n_ctx, int) or not 256 <= n_ctx <= 1_048_576:
-            raise ValueError(f"n_ctx must be a number from 256 to 1048576; got {n_ctx!r}")
-        auto = n_gpu_layers is None or n_gpu_layers == "auto"
+        # The one validation (chat/worker/types.py), shared with the Models page's form and llmworker.
+        checked = LoadSettings(file_name, None if n_gpu_layers == "auto" else n_gpu_layers, n_ctx,
+                               bool(flash_attn), kv_type, n_threads)
+        n_gpu_layers = checked.n_gpu_layers
+        auto = n_gpu_layers is None
         if auto:
             from chat.worker.offload import auto_gpu_layers
 
             n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type)
-        elif not isinstance(n_gpu_layers, int) or n_gpu_layers < -1:
-            raise ValueError(f"n_gpu_layers must be 'auto', -1 or a number of layers; got {n_gpu_layers!r}")
-        if n_threads is not None and (not isinstance(n_threads, int) or not 1 <= n_threads <= 1024):
-            raise ValueError(f"n_threads must be a number from 1 to 1024; got {n_threads!r}")
         spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads)
         with self._lock:
             self._unloaded = False

@@ -81,6 +81,9 @@ class WorkerPool:
                 logger.warning("cannot reach Redis (%s): retrying", exc)
                 await asyncio.sleep(1)
         self._started.set()
+        if not settings.LLMSITE_REDIS_KEYS:
+            logger.warning("LLMSITE_REDIS_INSECURE: messages to and from workers go through Redis in the clear; "
+                           "anyone who reaches Redis can read conversations and answer as a worker")
         await asyncio.gather(receive_forever(layer, self._channel, self._on_message), self._send_loop(layer),
                              self._sweep_loop(layer))
 

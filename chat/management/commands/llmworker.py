@@ -1,8 +1,9 @@
 """`python manage.py llmworker`: an LLM worker for the site, on any machine that reaches its Redis.
 
-Needs REDIS_URL (the same as the site's). Loads one model from this machine's models folder
-(LLMSITE_MODELS_DIR) and serves it until stopped with Ctrl-C or SIGTERM; replies it is writing then end
-with an error that keeps their text. See chat/worker/remote.py.
+Needs REDIS_URL and LLMSITE_REDIS_KEY, the same as the site's (messages are sealed with the key). Loads one
+model from this machine's models folder (LLMSITE_MODELS_DIR) and serves it until stopped with Ctrl-C or
+SIGTERM; replies it is writing then end with an error that keeps their text. See chat/worker/remote.py.
+It never prints REDIS_URL's password, nor the key.
 """
 
 import asyncio
@@ -16,7 +17,9 @@ from django.core.management.base import BaseCommand, CommandError
 from chat.forms import NGpuLayersField
 from chat.services import configured_load_settings
 from chat.worker.files import resolve_model_file
+from chat.worker.redis_layer import redacted_url
 from chat.worker.remote import RemoteWorker, default_name
+from chat.worker.types import LoadSettings
 
 
 def gpu_layers(value: str):
@@ -65,6 +68,7 @@ class Command(BaseCommand):
                 "kv_type": options["kv_type"],
                 "n_threads": options["threads"],
             }
+            LoadSettings(**load_settings)  # what the worker would refuse, refused before Redis is asked
             asyncio.run(self.serve(load_settings, options["name"]))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -80,8 +84,14 @@ class Command(BaseCommand):
         worker = RemoteWorker(get_channel_layer(), load_settings, name=name,
                               announce_s=settings.LLMSITE_WORKER_ANNOUNCE_MS / 1000, report=self.report)
         self.name = name
-        self.stdout.write(f"Worker {name}: loading {load_settings['file_name']} for {settings.REDIS_URL} "
-                          "(Ctrl-C stops it)")
+        # Never REDIS_URL itself: it may carry Redis's password.
+        self.stdout.write(f"Worker {name}: loading {load_settings['file_name']} for "
+                          f"{redacted_url(settings.REDIS_URL)} (Ctrl-C stops it)")
+        if settings.LLMSITE_REDIS_KEYS:
+            self.stdout.write(f"Worker {name}: messages are sealed with LLMSITE_REDIS_KEY")
+        else:
+            self.stderr.write(f"Worker {name}: LLMSITE_REDIS_INSECURE is set: messages go through Redis in the "
+                              "clear, and anyone who reaches Redis can read them or answer as a worker")
         await worker.run(stop)
         self.stdout.write(f"Worker {name}: stopped after {worker.served} replies")
 

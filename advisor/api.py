@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from advisor import page_cache, recommend
+from advisor import page_cache
 from advisor.forms import AdvisorForm
 from advisor.limits import spend, work_budget
 from advisor.models import GPU, LanguageModel
@@ -44,7 +44,7 @@ def recommendations(request):
             errors["gpu"] = errors.pop("__all__")
         return JsonResponse({"errors": errors}, status=400)
     question = form.question()
-    version = recommend.catalog_version()
+    version = page_cache.catalog_version()
     answer = page_cache.cached_answer(version, form.cleaned_data)
     if answer is None:
         retry = spend(request, work_budget())

@@ -8,16 +8,18 @@ invalidation step to forget. Old entries are dropped by age and count (settings.
 
 import hashlib
 import json
+import time
 
 from django.core.cache import caches
 from django.db import models
 from django.db.models import Max
+from django.db.models.signals import post_delete, post_save
 from django.middleware.csrf import get_token
 from django.utils.safestring import mark_safe
 from django.utils.translation import get_language
 
 from advisor import recommend
-from advisor.models import Measurement
+from advisor.models import GPU, KnownFile, LanguageModel, Measurement, Quantization
 
 # Rendered pages are shared between visitors, so forms in them carry this in place of the CSRF token; each
 # response puts the visitor's own token in its place.
@@ -54,9 +56,40 @@ def compute_answer(version: str, cleaned_data: dict, question) -> dict:
     return answer
 
 
+# The catalog version and the latest measurement take five queries; a busy page asks for them on every
+# request. They are kept for MEMO_S seconds, and forgotten at once when this process saves or deletes a
+# catalog row or a measurement (an admin edit, a finished reply). Changes made by another process (a
+# catalog import, a second web process) are seen within MEMO_S.
+MEMO_S = 2.0
+_memo: dict = {}
+
+
+def _memoized(name: str, compute):
+    now = time.monotonic()
+    known = _memo.get(name)
+    if known is not None and known[1] > now:
+        return known[0]
+    value = compute()
+    _memo[name] = (value, now + MEMO_S)
+    return value
+
+
+def forget(**_kwargs) -> None:
+    _memo.clear()
+
+
+for _model in (GPU, LanguageModel, Quantization, KnownFile, Measurement):
+    post_save.connect(forget, sender=_model, dispatch_uid=f"advisor-page-cache-{_model.__name__}-saved")
+    post_delete.connect(forget, sender=_model, dispatch_uid=f"advisor-page-cache-{_model.__name__}-deleted")
+
+
+def catalog_version() -> str:
+    return _memoized("catalog", recommend.catalog_version)
+
+
 def latest_measurement() -> int:
     """Changes whenever this server measures a reply (answers show 'Measured here')."""
-    return Measurement.objects.aggregate(last=Max("pk"))["last"] or 0
+    return _memoized("measurement", lambda: Measurement.objects.aggregate(last=Max("pk"))["last"] or 0)
 
 
 def page_key(kind: str, version: str, cleaned_data: dict | None, request, *, measured: bool) -> str:

@@ -105,7 +105,7 @@ def index(request):
         return render(request, "advisor/index.html", {
             "content": render_to_string("advisor/_index_content.html", {"form": form, "gpu_sizes": _gpu_sizes()},
                                         request)})
-    version = recommend.catalog_version()
+    version = page_cache.catalog_version()
     key = page_cache.page_key("index", version, form.cleaned_data if form.is_bound else None, request,
                               measured=form.is_bound)
     page = page_cache.cached_page(key)
@@ -136,7 +136,7 @@ def share(request):
             "content": render_to_string("advisor/_index_content.html", {"form": form, "gpu_sizes": _gpu_sizes()},
                                         request)}, status=400)
     question = form.question()
-    version = recommend.catalog_version()
+    version = page_cache.catalog_version()
     existing = SharedAnswer.objects.filter(inputs_key=question.key(), catalog_version=version).first()
     if existing is None:
         retry = spend(request, share_budget())
@@ -214,7 +214,7 @@ def model_detail(request, slug):
 def matrix(request):
     form = MatrixForm(request.GET or None)
     valid = form.is_valid()
-    version = recommend.catalog_version()
+    version = page_cache.catalog_version()
     key = page_cache.page_key("matrix", version, form.cleaned_data if valid else None, request, measured=False)
     page = page_cache.cached_page(key) if valid or not form.is_bound else None
     if page is None:

@@ -41,7 +41,10 @@ def gemma3_path() -> Path:
 
 @pytest.fixture(autouse=True)
 def empty_advisor_cache():
-    """Each test starts with no cached answer or page."""
+    """Each test starts with no cached answer or page (a rolled-back catalog edit sends no signal)."""
     from django.core.cache import caches
 
+    from advisor import page_cache
+
     caches["advisor"].clear()
+    page_cache.forget()

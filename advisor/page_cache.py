@@ -87,6 +87,18 @@ def catalog_version() -> str:
     return _memoized("catalog", recommend.catalog_version)
 
 
+_per_catalog: dict = {}
+
+
+def per_catalog(name: str, compute):
+    """compute(), read once per catalog version (lists the pages draw from the catalog)."""
+    version = catalog_version()
+    known = _per_catalog.get(name)
+    if known is None or known[0] != version:
+        known = _per_catalog[name] = (version, compute())
+    return known[1]
+
+
 def latest_measurement() -> int:
     """Changes whenever this server measures a reply (answers show 'Measured here')."""
     return _memoized("measurement", lambda: Measurement.objects.aggregate(last=Max("pk"))["last"] or 0)

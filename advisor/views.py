@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
 from advisor import charts, page_cache, recommend
-from advisor.forms import AdvisorForm, MatrixForm
+from advisor.forms import AdvisorForm, MatrixForm, grouped_gpu_choices
 from advisor.hardware import detect_gpus
 from advisor.limits import share_budget, spend, work_budget
 from advisor.local_files import attach_local_files
@@ -94,8 +94,17 @@ def answer_or_wait(request, form, version):
     return page_cache.compute_answer(version, data, form.question()), None
 
 
-def _gpu_sizes():
-    return {g.slug: g.vram_gib for g in GPU.objects.only("slug", "vram_gib")}
+def form_context(form) -> dict:
+    """What _form.html draws besides the form: the GPU list (read once per catalog version) and sizes.
+
+    The GPU <select> is written out by the template: Django's widget renders each of its ~150 options through
+    a template of its own, which was a quarter of the time of a new answer page.
+    """
+    placeholder, *groups, sizes = page_cache.per_catalog("gpu-form", lambda: [
+        *grouped_gpu_choices(), {g.slug: g.vram_gib for g in GPU.objects.only("slug", "vram_gib")}])
+    field = form["gpu"]
+    return {"form": form, "gpu_sizes": sizes, "gpu_placeholder": placeholder[1], "gpu_groups": groups,
+            "gpu_selected": str(field.value() or "")}
 
 
 @require_GET
@@ -103,14 +112,13 @@ def index(request):
     form = AdvisorForm(request.GET or None)
     if form.is_bound and not form.is_valid():  # the errors, nothing computed or cached
         return render(request, "advisor/index.html", {
-            "content": render_to_string("advisor/_index_content.html", {"form": form, "gpu_sizes": _gpu_sizes()},
-                                        request)})
+            "content": render_to_string("advisor/_index_content.html", form_context(form), request)})
     version = page_cache.catalog_version()
     key = page_cache.page_key("index", version, form.cleaned_data if form.is_bound else None, request,
                               measured=form.is_bound)
     page = page_cache.cached_page(key)
     if page is None:
-        context = {"form": form, "gpu_sizes": _gpu_sizes(), "csrf_token": page_cache.CSRF_PLACEHOLDER}
+        context = {**form_context(form), "csrf_token": page_cache.CSRF_PLACEHOLDER}
         summary = ""
         if form.is_bound:
             answer, retry = answer_or_wait(request, form, version)
@@ -133,8 +141,7 @@ def share(request):
     form = AdvisorForm(request.POST)
     if not form.is_valid():
         return render(request, "advisor/index.html", {
-            "content": render_to_string("advisor/_index_content.html", {"form": form, "gpu_sizes": _gpu_sizes()},
-                                        request)}, status=400)
+            "content": render_to_string("advisor/_index_content.html", form_context(form), request)}, status=400)
     question = form.question()
     version = page_cache.catalog_version()
     existing = SharedAnswer.objects.filter(inputs_key=question.key(), catalog_version=version).first()
@@ -187,7 +194,7 @@ def model_detail(request, slug):
         raise Http404(_("No such model in the catalog."))
     form = AdvisorForm(request.GET or None)
     if not (form.is_bound and form.is_valid()):
-        return render(request, "advisor/model.html", {"model": model, "form": form})
+        return render(request, "advisor/model.html", {**form_context(form), "model": model})
     question = form.question()
     gpu = GPU.objects.filter(slug=question.gpu).first() if question.gpu else None
     hardware = recommend.hardware_for(gpu, question.vram_gib, question.ram_gib)
@@ -205,7 +212,7 @@ def model_detail(request, slug):
     _attach_measurements(rows)
     _attach_local(rows)
     return render(request, "advisor/model.html", {
-        "model": model, "form": form, "question": question, "rows": rows, "chosen": chosen, "chart": chart,
+        **form_context(form), "model": model, "question": question, "rows": rows, "chosen": chosen, "chart": chart,
         "hardware_name": hardware.name or _("CPU only"), "query": urlencode(question.as_dict()),
     })
 

@@ -172,18 +172,27 @@ def summary_line(question, answer) -> str:
 
 @require_GET
 def shared(request, slug):
-    share = get_object_or_404(SharedAnswer, slug=slug)
-    question = recommend.Question(**share.inputs)
-    current = recommend.catalog_version()
-    context = {
-        "share": share, "question": question, "answer": decorate(share.answer), "query": urlencode(share.inputs),
-        "summary": summary_line(question, share.answer),
-        "catalog_changed": share.catalog_version != current,
-        "today_url": reverse("advisor:index") + "?" + urlencode(share.inputs),
-        "share_url": request.build_absolute_uri(),
-        "page_url": request.build_absolute_uri(),
-    }
-    return render(request, "advisor/shared.html", context)
+    # Only the row's id here: its stored answer (tens of kB of JSON) is read when the page is not cached.
+    share = get_object_or_404(SharedAnswer.objects.only("pk", "slug"), slug=slug)
+    version = page_cache.catalog_version()
+    # The page shows its own address, so the scheme and host are part of the key.
+    place = f"shared:{share.pk}:{request.scheme}://{request.get_host()}"
+    key = page_cache.page_key(place, version, None, request, measured=True)
+    page = page_cache.cached_page(key)
+    if page is None:
+        question = recommend.Question(**share.inputs)
+        summary = summary_line(question, share.answer)
+        context = {
+            "share": share, "question": question, "answer": decorate(share.answer), "query": urlencode(share.inputs),
+            "summary": summary, "catalog_changed": share.catalog_version != version,
+            "today_url": reverse("advisor:index") + "?" + urlencode(share.inputs),
+            "share_url": request.build_absolute_uri(), "csrf_token": page_cache.CSRF_PLACEHOLDER,
+        }
+        page = {"content": render_to_string("advisor/_shared_content.html", context, request), "summary": summary}
+        page_cache.remember_page(key, page)
+    return render(request, "advisor/shared.html", {
+        "content": page_cache.with_csrf(page["content"], request), "summary": page["summary"],
+        "page_url": request.build_absolute_uri()})
 
 
 @require_GET

@@ -229,6 +229,15 @@ def test_shares_are_limited_per_address(client, settings):
     assert SharedAnswer.objects.count() == 2
 
 
+def test_a_shared_page_is_served_from_the_cache_until_the_share_is_deleted(client):
+    link = share(client, gpu=RTX_4060)["Location"]
+    first, again = client.get(link), Client().get(link)
+    assert answer_html(first) == answer_html(again)
+    assert "answer" not in again.context, "the second visit drew nothing"
+    SharedAnswer.objects.all().delete()
+    assert client.get(link).status_code == 404
+
+
 def test_an_unknown_share_is_404(client):
     assert client.get("/advisor/r/nosuchlk/").status_code == 404
 

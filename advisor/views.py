@@ -75,9 +75,9 @@ def decorate(answer: dict) -> dict:
 ANSWER_COST, MATRIX_COST = 1, 10
 
 
-def too_many(request, retry_after: int, status_page: str = "advisor/limited.html"):
+def too_many(request, retry_after: int):
     """429 with Retry-After, and a page that says what happened and when to try again."""
-    response = render(request, status_page, {"retry_after": retry_after}, status=429)
+    response = render(request, "advisor/limited.html", {"retry_after": retry_after}, status=429)
     response["Retry-After"] = str(retry_after)
     return response
 

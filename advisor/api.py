@@ -2,13 +2,14 @@
 
 from django.http import JsonResponse
 from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.http import require_GET
 
-from advisor import recommend
+from advisor import page_cache
 from advisor.forms import AdvisorForm
+from advisor.limits import spend, work_budget
 from advisor.models import GPU, LanguageModel
 from advisor.openapi import SPEC
-from advisor.shares import share_for
 
 GPU_FIELDS = ["slug", "name", "vendor", "family", "segment", "vram_gib", "memory_bandwidth_gbs", "fp16_tflops",
               "backend", "unified_memory", "release_year"]
@@ -43,15 +44,24 @@ def recommendations(request):
             errors["gpu"] = errors.pop("__all__")
         return JsonResponse({"errors": errors}, status=400)
     question = form.question()
-    answer = recommend.answer(question)
-    share = share_for(question, answer)
+    version = page_cache.catalog_version()
+    answer = page_cache.cached_answer(version, form.cleaned_data)
+    if answer is None:
+        retry = spend(request, work_budget())
+        if retry:
+            response = JsonResponse({"error": f"Too many new questions from this address; try again in {retry} s."},
+                                    status=429)
+            response["Retry-After"] = str(retry)
+            return response
+        answer = page_cache.compute_answer(version, form.cleaned_data, question)
     return JsonResponse({
         "inputs": question.as_dict(),
         "catalog_version": answer["catalog_version"],
         "results": _rows(answer["results"]),
         "almost": _rows(answer["almost"]),
         "alternatives": _rows(answer["alternatives"]),
-        "share_url": request.build_absolute_uri(reverse("advisor:shared", args=[share.slug])),
+        # The answer page for these inputs; its Share button makes a permanent link (nothing is stored here).
+        "share_url": request.build_absolute_uri(reverse("advisor:index") + "?" + urlencode(question.as_dict())),
     })
 
 

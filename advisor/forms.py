@@ -46,7 +46,8 @@ class AdvisorForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["gpu"].widget.choices = grouped_gpu_choices()
+        # A callable: the GPU list is read only when the form is drawn (a cached answer page never draws it).
+        self.fields["gpu"].widget.choices = grouped_gpu_choices
 
     def clean_gpu(self):
         slug = self.cleaned_data["gpu"]

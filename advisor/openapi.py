@@ -78,10 +78,15 @@ SPEC = {
                         "results": {"type": "array", "items": _result},
                         "almost": {"type": "array", "items": _result},
                         "alternatives": {"type": "array", "items": _result},
-                        "share_url": {"type": "string", "format": "uri"},
+                        "share_url": {"type": "string", "format": "uri", "description":
+                                      "the answer page for these inputs, whose Share button makes a permanent link"},
                     }}}}},
                 "400": {"description": "Bad parameters, each named with what is wrong",
                         "content": {"application/json": {"schema": _errors}}},
+                "429": {"description": "Too many new questions from this address; the Retry-After header says "
+                                       "when to ask again (answers asked before still come at once)",
+                        "content": {"application/json": {"schema": {
+                            "type": "object", "required": ["error"], "properties": {"error": _string}}}}},
             },
         }},
     },

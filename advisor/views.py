@@ -6,14 +6,16 @@ from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
-from advisor import charts, recommend
-from advisor.forms import AdvisorForm, MatrixForm
+from advisor import charts, page_cache, recommend
+from advisor.forms import AdvisorForm, MatrixForm, grouped_gpu_choices
 from advisor.hardware import detect_gpus
+from advisor.limits import share_budget, spend, work_budget
 from advisor.local_files import attach_local_files
 from advisor.models import GPU, Measurement, SharedAnswer
 from advisor.shares import share_for
@@ -69,18 +71,90 @@ def decorate(answer: dict) -> dict:
     return answer
 
 
+# Units of the per-address budget (advisor/limits.py) that uncached work costs: the matrix ranks every GPU.
+ANSWER_COST, MATRIX_COST = 1, 10
+
+
+def too_many(request, retry_after: int):
+    """429 with Retry-After, and a page that says what happened and when to try again."""
+    response = render(request, "advisor/limited.html", {"retry_after": retry_after}, status=429)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def answer_or_wait(request, form, version):
+    """(answer, None), or (None, seconds to wait) when computing it is over this address's budget."""
+    data = form.cleaned_data
+    answer = page_cache.cached_answer(version, data)
+    if answer is not None:
+        return answer, None
+    retry = spend(request, work_budget(), ANSWER_COST)
+    if retry:
+        return None, retry
+    return page_cache.compute_answer(version, data, form.question()), None
+
+
+def form_context(form) -> dict:
+    """What _form.html draws besides the form: the GPU list (read once per catalog version) and sizes.
+
+    The GPU <select> is written out by the template: Django's widget renders each of its ~150 options through
+    a template of its own, which was a quarter of the time of a new answer page.
+    """
+    placeholder, *groups, sizes = page_cache.per_catalog("gpu-form", lambda: [
+        *grouped_gpu_choices(), {g.slug: g.vram_gib for g in GPU.objects.only("slug", "vram_gib")}])
+    field = form["gpu"]
+    return {"form": form, "gpu_sizes": sizes, "gpu_placeholder": placeholder[1], "gpu_groups": groups,
+            "gpu_selected": str(field.value() or "")}
+
+
 @require_GET
 def index(request):
     form = AdvisorForm(request.GET or None)
-    context = {"form": form, "gpu_sizes": {g.slug: g.vram_gib for g in GPU.objects.only("slug", "vram_gib")}}
-    if form.is_bound and form.is_valid():
-        question = form.question()
-        answer = recommend.answer(question)
-        share = share_for(question, answer)
-        context.update(question=question, answer=decorate(answer), share=share, query=urlencode(question.as_dict()),
-                       share_url=request.build_absolute_uri(reverse("advisor:shared", args=[share.slug])),
-                       summary=summary_line(question, answer))
-    return render(request, "advisor/index.html", context)
+    if form.is_bound and not form.is_valid():  # the errors, nothing computed or cached
+        return render(request, "advisor/index.html", {
+            "content": render_to_string("advisor/_index_content.html", form_context(form), request)})
+    version = page_cache.catalog_version()
+    key = page_cache.page_key("index", version, form.cleaned_data if form.is_bound else None, request,
+                              measured=form.is_bound)
+    page = page_cache.cached_page(key)
+    if page is None:
+        context = {**form_context(form), "csrf_token": page_cache.CSRF_PLACEHOLDER}
+        summary = ""
+        if form.is_bound:
+            answer, retry = answer_or_wait(request, form, version)
+            if retry:
+                return too_many(request, retry)
+            question = form.question()
+            summary = summary_line(question, answer)
+            context.update(question=question, answer=decorate(answer), summary=summary,
+                           query=urlencode(question.as_dict()))
+        page = {"content": render_to_string("advisor/_index_content.html", context, request), "summary": summary}
+        page_cache.remember_page(key, page)
+    return render(request, "advisor/index.html", {
+        "content": page_cache.with_csrf(page["content"], request), "summary": page["summary"],
+        "page_url": request.build_absolute_uri()})
+
+
+@require_POST
+def share(request):
+    """The explicit Share button: store this answer as a permanent link (one per question and catalog)."""
+    form = AdvisorForm(request.POST)
+    if not form.is_valid():
+        return render(request, "advisor/index.html", {
+            "content": render_to_string("advisor/_index_content.html", form_context(form), request)}, status=400)
+    question = form.question()
+    version = page_cache.catalog_version()
+    existing = SharedAnswer.objects.filter(inputs_key=question.key(), catalog_version=version).first()
+    if existing is None:
+        retry = spend(request, share_budget())
+        if retry:
+            return too_many(request, retry)
+        answer, retry = answer_or_wait(request, form, version)
+        if retry:
+            return too_many(request, retry)
+        existing = share_for(question, answer)
+    messages.success(request, _("This answer has a link of its own now: copy it and send it to anyone."))
+    return redirect("advisor:shared", existing.slug)
 
 
 def summary_line(question, answer) -> str:
@@ -98,17 +172,27 @@ def summary_line(question, answer) -> str:
 
 @require_GET
 def shared(request, slug):
-    share = get_object_or_404(SharedAnswer, slug=slug)
-    question = recommend.Question(**share.inputs)
-    current = recommend.catalog_version()
-    context = {
-        "share": share, "question": question, "answer": decorate(share.answer), "query": urlencode(share.inputs),
-        "summary": summary_line(question, share.answer),
-        "catalog_changed": share.catalog_version != current,
-        "today_url": reverse("advisor:index") + "?" + urlencode(share.inputs),
-        "share_url": request.build_absolute_uri(),
-    }
-    return render(request, "advisor/shared.html", context)
+    # Only the row's id here: its stored answer (tens of kB of JSON) is read when the page is not cached.
+    share = get_object_or_404(SharedAnswer.objects.only("pk", "slug"), slug=slug)
+    version = page_cache.catalog_version()
+    # The page shows its own address, so the scheme and host are part of the key.
+    place = f"shared:{share.pk}:{request.scheme}://{request.get_host()}"
+    key = page_cache.page_key(place, version, None, request, measured=True)
+    page = page_cache.cached_page(key)
+    if page is None:
+        question = recommend.Question(**share.inputs)
+        summary = summary_line(question, share.answer)
+        context = {
+            "share": share, "question": question, "answer": decorate(share.answer), "query": urlencode(share.inputs),
+            "summary": summary, "catalog_changed": share.catalog_version != version,
+            "today_url": reverse("advisor:index") + "?" + urlencode(share.inputs),
+            "share_url": request.build_absolute_uri(), "csrf_token": page_cache.CSRF_PLACEHOLDER,
+        }
+        page = {"content": render_to_string("advisor/_shared_content.html", context, request), "summary": summary}
+        page_cache.remember_page(key, page)
+    return render(request, "advisor/shared.html", {
+        "content": page_cache.with_csrf(page["content"], request), "summary": page["summary"],
+        "page_url": request.build_absolute_uri()})
 
 
 @require_GET
@@ -119,7 +203,7 @@ def model_detail(request, slug):
         raise Http404(_("No such model in the catalog."))
     form = AdvisorForm(request.GET or None)
     if not (form.is_bound and form.is_valid()):
-        return render(request, "advisor/model.html", {"model": model, "form": form})
+        return render(request, "advisor/model.html", {**form_context(form), "model": model})
     question = form.question()
     gpu = GPU.objects.filter(slug=question.gpu).first() if question.gpu else None
     hardware = recommend.hardware_for(gpu, question.vram_gib, question.ram_gib)
@@ -137,7 +221,7 @@ def model_detail(request, slug):
     _attach_measurements(rows)
     _attach_local(rows)
     return render(request, "advisor/model.html", {
-        "model": model, "form": form, "question": question, "rows": rows, "chosen": chosen, "chart": chart,
+        **form_context(form), "model": model, "question": question, "rows": rows, "chosen": chosen, "chart": chart,
         "hardware_name": hardware.name or _("CPU only"), "query": urlencode(question.as_dict()),
     })
 
@@ -145,6 +229,21 @@ def model_detail(request, slug):
 @require_GET
 def matrix(request):
     form = MatrixForm(request.GET or None)
+    valid = form.is_valid()
+    version = page_cache.catalog_version()
+    key = page_cache.page_key("matrix", version, form.cleaned_data if valid else None, request, measured=False)
+    page = page_cache.cached_page(key) if valid or not form.is_bound else None
+    if page is None:
+        retry = spend(request, work_budget(), MATRIX_COST)
+        if retry:
+            return too_many(request, retry)
+        page = {"content": render_to_string("advisor/_matrix_content.html", matrix_context(form), request)}
+        if valid or not form.is_bound:
+            page_cache.remember_page(key, page)
+    return render(request, "advisor/matrix.html", {"content": page_cache.with_csrf(page["content"], request)})
+
+
+def matrix_context(form) -> dict:
     filters = form.cleaned_data if form.is_valid() else {}
     quant_name = (filters.get("quant") or "Q4_K_M").upper()
     ctx = filters.get("ctx") or recommend.DEFAULT_CTX
@@ -180,8 +279,7 @@ def matrix(request):
                 "fits": row.fits, "tokens_per_s": row.decode_tokens_per_s,
             })
         table.append({"gpu": gpu, "cells": cells})
-    return render(request, "advisor/matrix.html", {
-        "form": form, "models": models, "table": table, "quant": quant, "ctx": ctx})
+    return {"form": form, "models": models, "table": table, "quant": quant, "ctx": ctx}
 
 
 @require_GET

@@ -266,3 +266,21 @@ LLMSITE_IDLE_TIMEOUT_S = env_int("LLMSITE_IDLE_TIMEOUT_S", 30, minimum=1, maximu
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite gives its -wal, -shm and journal files the database file's mode: create that file 0600 first.
     create_private_file(DATABASES["default"]["NAME"])
+# --- Caches, and the advisor's per-address limit (README: "Performance") ---------------------------------
+# Both caches live in the memory of the one web process `make run` starts (LocMemCache): nothing to run or
+# clean up, and nothing survives a restart. "default" is Django's own default, stated (the sign-in throttle
+# and the advisor's limit count there); "advisor" holds computed answers and rendered answer pages, kept apart
+# so a flood of distinct questions can only evict other answers, never those counters. Its keys hold the
+# catalog version, so a staff edit is seen at once; with several web processes each keeps its own copy.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "default"},
+    "advisor": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "advisor",
+                "TIMEOUT": 3600, "OPTIONS": {"MAX_ENTRIES": 400}},
+}
+# Work the advisor has not cached (a new answer, matrix or API question, a share) costs units from a budget
+# per client address and window: LLMSITE_ADVISOR_LIMIT units per LLMSITE_ADVISOR_LIMIT_WINDOW_S seconds.
+LLMSITE_ADVISOR_LIMIT = env_int("LLMSITE_ADVISOR_LIMIT", 120, minimum=1, maximum=10_000_000)
+LLMSITE_ADVISOR_LIMIT_WINDOW_S = env_int("LLMSITE_ADVISOR_LIMIT_WINDOW_S", 60, minimum=1, maximum=86_400)
+# Shares are rows in the database: each address may create this many per hour (asking again for a link that
+# exists already costs nothing).
+LLMSITE_ADVISOR_SHARES_PER_HOUR = env_int("LLMSITE_ADVISOR_SHARES_PER_HOUR", 30, minimum=1, maximum=1_000_000)

@@ -31,22 +31,35 @@ def result_rows(page):
     return page.locator("#answer table.results").first.locator("tbody tr").all_inner_texts()
 
 
+def shares_in_database(site) -> int:
+    return int(site.manage("shell", "-c", "from advisor.models import SharedAnswer; "
+                                          "print(SharedAnswer.objects.count())").split()[-1])
+
+
 def test_an_answer_is_shared_and_opens_the_same_in_a_fresh_browser(site, chromium, output_dir):
     context = chromium.new_context(locale="en-US")
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
     page = context.new_page()
+    shares_before = shares_in_database(site)
     ask(page, site.url, "NVIDIA GeForce RTX 4060 (8 GB)")
     assert page.input_value("#id_vram_gib") == "8", "picking the GPU fills in its memory"
     heading = page.locator("#answer h2").inner_text()
     assert heading.startswith("NVIDIA GeForce RTX 4060 8 GB: ")
     rows = result_rows(page)
     assert rows
+    assert shares_in_database(site) == shares_before, "asking stores nothing; only the Share button does"
     page.screenshot(path=output_dir / "advisor-answer.png", full_page=True)
 
+    page.click("#share-answer")
+    page.wait_for_url(re.compile(r".*/advisor/r/[A-Za-z0-9_-]{8}/$"))
+    assert page.locator(".messages", has_text="This answer has a link of its own now").is_visible()
+    assert page.input_value("#share-url") == page.url
     page.click("#copy-link")
     page.locator("#copy-link", has_text="Copied").wait_for()
     link = page.evaluate("navigator.clipboard.readText()")
     assert re.fullmatch(re.escape(site.url) + r"/advisor/r/[A-Za-z0-9_-]{8}/", link)
+    assert shares_in_database(site) == shares_before + 1
+    page.screenshot(path=output_dir / "advisor-shared.png", full_page=True)
     context.close()
 
     fresh = chromium.new_context(locale="en-US")
@@ -66,6 +79,12 @@ def test_staff_change_a_gpus_memory_in_the_admin_and_the_answer_changes(site, ch
     page = context.new_page()
     ask(page, site.url, "NVIDIA GeForce GTX 1650 (4 GB)")
     before = page.locator("#answer h2").inner_text()
+    # The GPU alone (its memory from the catalog): the same address before and after the edit, the second
+    # visit before it served from the cache.
+    same_question = site.url + "/advisor/?gpu=nvidia-geforce-gtx-1650"
+    for _visit in range(2):
+        page.goto(same_question)
+        assert page.locator("#answer h2").inner_text().startswith("NVIDIA GeForce GTX 1650 4 GB: ")
 
     page.goto(site.url + "/admin/login/?next=/admin/advisor/gpu/")
     page.fill("#id_username", "staff")
@@ -78,6 +97,9 @@ def test_staff_change_a_gpus_memory_in_the_admin_and_the_answer_changes(site, ch
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist .success")
 
+    page.goto(same_question)
+    assert page.locator("#answer h2").inner_text().startswith("NVIDIA GeForce GTX 1650 24 GB: "), (
+        "a staff edit is seen at once, cache or not")
     ask(page, site.url, "NVIDIA GeForce GTX 1650 (24 GB)")
     after = page.locator("#answer h2").inner_text()
     assert "24 GB" in after and after != before

@@ -104,7 +104,9 @@ def test_it_shows_hostile_catalog_text_as_text_on_the_advisors_pages(hostile_sit
     assert NAME in page.locator("#answer").inner_text()  # shown, as text
     page.screenshot(path=str(output_dir / "security-hostile-answer.png"), full_page=True)
     assert_untouched(page, watch, "the answer")
-    share = page.locator("#answer a", has_text="Open link").get_attribute("href")
+    page.click("#share-answer")  # the shared page draws the same catalog text
+    page.wait_for_url("**/advisor/r/*/")
+    share = page.url
     for path in [share, "/advisor/models/hostile-model/?gpu=hostile-gpu", "/advisor/models/hostile-model/",
                  "/advisor/matrix/", "/api/advisor/models", "/advisor/?vram_gib=8"]:
         page.goto(path if path.startswith("http") else url + path)

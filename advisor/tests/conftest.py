@@ -37,3 +37,14 @@ def gemma3_path() -> Path:
     folder = os.environ.get("LLMSITE_TEST_MODELS_DIR")
     target = Path(folder) / gemma.MODEL_NAME if folder else None
     return Path(gemma.assemble(target))
+
+
+@pytest.fixture(autouse=True)
+def empty_advisor_cache():
+    """Each test starts with no cached answer or page (a rolled-back catalog edit sends no signal)."""
+    from django.core.cache import caches
+
+    from advisor import page_cache
+
+    caches["advisor"].clear()
+    page_cache.forget()

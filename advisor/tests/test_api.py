@@ -37,7 +37,7 @@ def test_recommendations_match_the_description(client):
     jsonschema.validate(body, response_schema("/api/advisor/recommendations"))
     assert body["inputs"]["gpu"] == "nvidia-geforce-rtx-4060"
     assert body["results"]
-    assert body["share_url"].startswith("http://testserver/advisor/r/")
+    assert body["share_url"].startswith("http://testserver/advisor/?")
     assert 0 <= body["results"][0]["offload_ratio"] <= 1
 
 

@@ -2,8 +2,8 @@
 
 The advisor's form and JSON API, the admin's GGUF import and the catalog import (admin upload and
 `catalog_import`) are fed random and mutated input. Whatever comes in, the answer is a page with form
-errors or a 400 naming the fields, never a 500, and the database is as it was: only share links may be
-added, one per answered question. The test client re-raises any exception a view lets out, so a 500
+errors or a 400 naming the fields, never a 500, and the database is as it was (share links come only from
+the Share button, a POST). The test client re-raises any exception a view lets out, so a 500
 fails the test with its traceback.
 """
 
@@ -70,11 +70,8 @@ def table_counts() -> dict:
             for model in (GPU, LanguageModel, Quantization, KnownFile, Measurement, SharedAnswer, user_model)}
 
 
-def assert_only_shares_grew(before: dict, answered: bool) -> None:
-    after = table_counts()
-    shares = after.pop("SharedAnswer") - before["SharedAnswer"]
-    assert after == {k: v for k, v in before.items() if k != "SharedAnswer"}
-    assert 0 <= shares <= (1 if answered else 0)
+def assert_nothing_written(before: dict) -> None:
+    assert table_counts() == before, "asking stores nothing, share links included"
 
 
 # --- the advisor's form and JSON API -------------------------------------------------------------------------
@@ -88,10 +85,10 @@ def test_it_answers_any_advisor_form_with_a_page_or_form_errors(client, params):
     before = table_counts()
     response = client.get("/advisor/", params)
     assert response.status_code == 200
-    answered = "answer" in response.context
+    answered = 'id="answer"' in response.content.decode()  # a page from the cache has no template context
     if not answered and params:
         assert response.context["form"].errors
-    assert_only_shares_grew(before, answered)
+    assert_nothing_written(before)
 
 
 @FUZZ
@@ -108,7 +105,7 @@ def test_it_answers_any_api_question_with_results_or_a_400_naming_fields(client,
         assert all(isinstance(m, str) and m for messages in body["errors"].values() for m in messages)
     else:
         assert {"inputs", "results", "share_url"} <= set(body)
-    assert_only_shares_grew(before, response.status_code == 200)
+    assert_nothing_written(before)
 
 
 @FUZZ
@@ -117,7 +114,7 @@ def test_it_answers_any_model_page_question_with_a_page_or_404(client, slug, par
     before = table_counts()
     response = client.get(f"/advisor/models/{quote(slug, safe='')}/", params)
     assert response.status_code in (200, 404)
-    assert_only_shares_grew(before, answered=False)
+    assert_nothing_written(before)
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -128,7 +125,7 @@ def test_it_answers_any_model_page_question_with_a_page_or_404(client, slug, par
 def test_it_answers_any_matrix_question_with_a_page(client, params):
     before = table_counts()
     assert client.get("/advisor/matrix/", params).status_code == 200
-    assert_only_shares_grew(before, answered=False)
+    assert_nothing_written(before)
 
 
 @FUZZ

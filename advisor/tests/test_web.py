@@ -3,6 +3,8 @@
 import re
 
 import pytest
+from django.apps import apps
+from django.test import Client
 from django.urls import reverse
 
 from advisor.models import GPU, SharedAnswer
@@ -36,10 +38,18 @@ def test_an_answer_ranks_models_that_run_on_the_gpu(client):
     assert 'class="membar"' in html and "n_gpu_layers=" in html
 
 
+def answer_html(response) -> str:
+    """The answer section, each visitor's own CSRF token left out."""
+    html = response.content.decode()
+    section = html[html.index('<section class="answer"'):html.index("</section>")]
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", section)
+
+
 def test_the_answer_address_is_the_answer(client):
-    first = client.get("/advisor/", {"gpu": RTX_4060, "ctx": 4096}).context["answer"]
-    again = client.get("/advisor/", {"gpu": RTX_4060, "ctx": 4096}).context["answer"]
-    assert [r["model"] for r in first["results"]] == [r["model"] for r in again["results"]]
+    first = client.get("/advisor/", {"gpu": RTX_4060, "ctx": 4096})
+    again = Client().get("/advisor/", {"gpu": RTX_4060, "ctx": 4096})
+    assert [r["model"] for r in first.context["answer"]["results"]]
+    assert answer_html(first) == answer_html(again)
 
 
 def test_more_vram_runs_at_least_as_much(client):
@@ -84,35 +94,149 @@ def test_neither_gpu_nor_vram_asks_for_one(client):
     assert "Choose a GPU or give its memory" in response.content.decode()
 
 
+def share(client, **inputs):
+    """Press the answer page's Share button: POST its hidden inputs (with the page's CSRF token)."""
+    page = client.get("/advisor/", inputs).content.decode()
+    form = re.search(r'<form method="post" action="/advisor/share/"[^>]*>(.*?)</form>', page, re.S).group(1)
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+    return client.post("/advisor/share/", fields)
+
+
 def test_a_share_link_shows_the_answer_as_it_was(client):
-    response = client.get("/advisor/", {"gpu": RTX_4060})
-    share = response.context["share"]
-    assert re.fullmatch(r"[A-Za-z0-9_-]{8}", share.slug)
-    shared = client.get(reverse("advisor:shared", args=[share.slug]))
+    asked = client.get("/advisor/", {"gpu": RTX_4060})
+    response = share(client, gpu=RTX_4060)
+    assert response.status_code == 302
+    slug = re.fullmatch(r"/advisor/r/([A-Za-z0-9_-]{8})/", response["Location"]).group(1)
+    shared = client.get(reverse("advisor:shared", args=[slug]))
     assert shared.status_code == 200
     assert [r["model"] for r in shared.context["answer"]["results"]] == [
-        r["model"] for r in response.context["answer"]["results"]]
+        r["model"] for r in asked.context["answer"]["results"]]
     assert not shared.context["catalog_changed"]
-    assert "og:title" in shared.content.decode()
+    html = shared.content.decode()
+    assert "og:title" in html and f'value="http://testserver/advisor/r/{slug}/"' in html
+    assert "This answer has a link of its own now" in html
 
 
-def test_asking_again_reuses_the_same_link(client):
-    first = client.get("/advisor/", {"gpu": RTX_4060}).context["share"]
-    second = client.get("/advisor/", {"gpu": RTX_4060}).context["share"]
-    assert first.pk == second.pk
+def test_sharing_again_reuses_the_same_link(client):
+    first = share(client, gpu=RTX_4060)["Location"]
+    second = share(Client(), gpu=RTX_4060)["Location"]
+    assert first == second
     assert SharedAnswer.objects.count() == 1
 
 
+def test_the_share_button_refuses_a_bad_question_and_stores_nothing(client):
+    response = client.post("/advisor/share/", {"gpu": "no-such-gpu", "vram_gib": "-1"})
+    assert response.status_code == 400
+    assert "There is no GPU no-such-gpu in the catalog." in response.content.decode()
+    assert SharedAnswer.objects.count() == 0
+    assert client.get("/advisor/share/").status_code == 405
+
+
+def test_the_share_button_needs_the_pages_csrf_token():
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post("/advisor/share/", {"gpu": RTX_4060}).status_code == 403
+    assert share(strict, gpu=RTX_4060).status_code == 302
+
+
 def test_a_shared_answer_says_when_the_catalog_changed(client):
-    share = client.get("/advisor/", {"gpu": RTX_4060}).context["share"]
+    link = share(client, gpu=RTX_4060)["Location"]
     gpu = GPU.objects.get(slug=RTX_4060)
     gpu.vram_gib = [16]
     gpu.save()
-    shared = client.get(reverse("advisor:shared", args=[share.slug]))
+    shared = client.get(link)
     assert shared.context["catalog_changed"]
     html = shared.content.decode()
     assert "The catalog has changed since this answer was given." in html
     assert "See today" in html
+
+
+def row_counts() -> dict:
+    return {model._meta.label: model.objects.count() for model in apps.get_models()}
+
+
+def test_anonymous_questions_write_nothing_to_the_database(client):
+    before = row_counts()
+    for vram in (4, 6, 8, 12, 24):
+        assert client.get("/advisor/", {"vram_gib": vram, "ctx": 8192}).status_code == 200
+        assert client.get("/api/advisor/recommendations", {"vram_gib": vram}).status_code == 200
+    assert client.get("/advisor/matrix/", {"ctx": 1048576}).status_code == 200
+    assert client.get("/advisor/models/llama-3.1-8b-instruct/", {"gpu": RTX_4060}).status_code == 200
+    assert row_counts() == before
+
+
+@pytest.fixture
+def counted_answers(monkeypatch):
+    """recommend.answer, still doing its work, counting its calls."""
+    from advisor import recommend
+
+    calls = []
+    real = recommend.answer
+
+    def counting(question, catalog=None):
+        calls.append(question)
+        return real(question, catalog)
+
+    monkeypatch.setattr(recommend, "answer", counting)
+    return calls
+
+
+def test_repeated_inputs_are_answered_from_the_cache_until_the_catalog_changes(client, counted_answers):
+    first = client.get("/advisor/", {"gpu": RTX_4060})
+    # The same inputs written differently are the same question; the API shares the computed answer.
+    again = Client().get("/advisor/", {"gpu": RTX_4060, "vram_gib": "", "use": ""})
+    api = client.get("/api/advisor/recommendations", {"gpu": RTX_4060}).json()
+    assert len(counted_answers) == 1
+    assert answer_html(first) == answer_html(again)
+    assert [r["model"] for r in api["results"]] == [r["model"] for r in first.context["answer"]["results"]]
+
+    gpu = GPU.objects.get(slug=RTX_4060)
+    gpu.vram_gib = [16]
+    gpu.save()  # what the admin's Save does
+    after = client.get("/advisor/", {"gpu": RTX_4060})
+    assert len(counted_answers) == 2
+    assert after.context["answer"]["hardware"]["vram_bytes"] == 2 * first.context["answer"]["hardware"]["vram_bytes"]
+    assert "RTX 4060 16 GB" in answer_html(after)
+
+
+def test_the_cached_page_carries_each_visitors_own_csrf_token(client):
+    share(client, gpu=RTX_4060)  # renders and caches the page
+    other = Client(enforce_csrf_checks=True)
+    assert share(other, gpu=RTX_4060).status_code == 302, "another visitor's token in a cached page would be 403"
+
+
+def test_too_many_new_questions_from_one_address_answer_429(client, settings):
+    settings.LLMSITE_ADVISOR_LIMIT = 3
+    for vram in (4, 6, 8):
+        assert client.get("/advisor/", {"vram_gib": vram}).status_code == 200
+    refused = client.get("/advisor/", {"vram_gib": 10})
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= settings.LLMSITE_ADVISOR_LIMIT_WINDOW_S
+    assert "Please try again in" in refused.content.decode()
+    api = client.get("/api/advisor/recommendations", {"vram_gib": 10})
+    assert api.status_code == 429 and int(api["Retry-After"]) >= 1 and "try again" in api.json()["error"]
+    assert client.get("/advisor/matrix/").status_code == 429
+    # What was answered before costs nothing, and other addresses have their own budget.
+    assert client.get("/advisor/", {"vram_gib": 6}).status_code == 200
+    assert client.get("/advisor/", {"vram_gib": 10}, REMOTE_ADDR="192.0.2.7").status_code == 200
+
+
+def test_shares_are_limited_per_address(client, settings):
+    settings.LLMSITE_ADVISOR_SHARES_PER_HOUR = 2
+    assert share(client, vram_gib=4).status_code == 302
+    assert share(client, vram_gib=6).status_code == 302
+    refused = share(client, vram_gib=8)
+    assert refused.status_code == 429 and int(refused["Retry-After"]) >= 1
+    assert share(client, vram_gib=4).status_code == 302, "a link that exists already is free"
+    assert SharedAnswer.objects.count() == 2
+
+
+def test_a_shared_page_is_served_from_the_cache_until_the_share_is_deleted(client):
+    link = share(client, gpu=RTX_4060)["Location"]
+    first, again = client.get(link), Client().get(link)
+    assert answer_html(first) == answer_html(again)
+    assert "answer" not in again.context, "the second visit drew nothing"
+    SharedAnswer.objects.all().delete()
+    assert client.get(link).status_code == 404
 
 
 def test_an_unknown_share_is_404(client):

@@ -101,6 +101,7 @@ class Architecture:
     q_lora_rank: int = 0
     rope_dim: int = 0
     arch: str = "llama"                 # general.architecture
+    expert_type: str = ""               # tensor type the expert weights keep whatever the quant (gpt-oss: MXFP4)
     name: str = ""
     quant: str = ""                     # file type of the exact sizes below, e.g. "Q4_K_M"
     # Exact sizes from a GGUF file (bytes); None: computed from the shape for the requested quant.
@@ -147,7 +148,7 @@ class Architecture:
             n_expert_shared=self.n_expert_shared, n_ff_shared=self.n_ff_shared,
             n_layer_dense_lead=self.n_layer_dense_lead, tied_embeddings=self.tied_embeddings,
             attn_bias=self.attn_bias, qk_norm=self.qk_norm, arch=self.arch,
-            kv_lora_rank=self.mla[0], q_lora_rank=self.mla[1], rope_dim=self.mla[2])
+            kv_lora_rank=self.mla[0], q_lora_rank=self.mla[1], rope_dim=self.mla[2], expert_type=self.expert_type)
 
     def sizes(self, quant_name: str | None = None) -> quant.ModelSizes:
         """Tensor bytes: the file's exact ones when known (and no other quant is asked), else computed."""

@@ -67,7 +67,7 @@ def architecture_for(model: LanguageModel, quant_name: str | None = None, known_
         n_ff_expert=model.n_ff_expert or 0, n_expert_shared=model.n_shared_expert,
         n_layer_dense_lead=model.n_dense_layers, tied_embeddings=model.tied_embeddings,
         attn_bias=model.arch in ATTN_BIAS_ARCHS, qk_norm=model.arch in QK_NORM_ARCHS, arch=model.arch,
-        name=model.name,
+        expert_type=model.expert_tensor_type, name=model.name,
     )
     if not known_size or not quant_name:
         return arch

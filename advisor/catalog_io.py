@@ -136,6 +136,12 @@ def _field_value(model_field, value):
         value = model_field.to_python(value)
     except OverflowError:  # an integer with hundreds of digits for a float field
         raise ValidationError({model_field.name: "the number is too large"}) from None
+    except TypeError:  # a number or a list for a date: Django's parser takes text only
+        raise ValidationError({model_field.name: f"{value!r} is not a date (YYYY-MM-DD)"}) from None
+    except ValidationError as exc:  # name the field: to_python's messages do not
+        if hasattr(exc, "error_dict"):
+            raise
+        raise ValidationError({model_field.name: exc.messages}) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError({model_field.name: f"{value} is not a finite number"})
     return value

@@ -116,3 +116,9 @@ def test_gpt_oss_keeps_its_experts_in_mxfp4_and_mxfp4_is_a_catalog_type():
     assert LanguageModel.objects.get(slug="gpt-oss-20b").expert_tensor_type == "MXFP4"
     assert Quantization.objects.get(name="MXFP4").bits_per_weight == 4.25
     assert Quantization.objects.filter(name="BF16").exists()
+
+
+@pytest.mark.parametrize("bad", [20250429, ["2025-04-29"], "29/04/2025"])
+def test_a_release_date_that_is_not_a_date_is_refused(bad):
+    with pytest.raises(CatalogError, match="release_date"):
+        import_catalog(_model_row(release_date=bad))

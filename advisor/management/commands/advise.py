@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from advisor import estimate as est
 from advisor import quant as quant_types
+from advisor.hardware import this_machine
 from advisor.models import GPU, KnownFile, LanguageModel
 from advisor.recommend import architecture_for, hardware_for
 
@@ -94,7 +95,7 @@ class Command(BaseCommand):
             return hardware_for(gpu, None, ram_gib or 32)
         if o["vram_gib"]:
             return hardware_for(None, o["vram_gib"], ram_gib or 32)
-        machine = est.Hardware.this_machine()
+        machine = this_machine()
         if ram_gib:
             return replace(machine, ram_total=int(ram_gib * est.GIB))
         return machine

@@ -231,6 +231,44 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class RuntimeProfile:
+    """What a program that runs GGUF models does by default, where it differs between programs."""
+
+    label: str
+    flash_attn: bool                    # on wherever there is a GPU
+    swa_full: bool                      # sliding-window layers keep a full-size cache
+    n_batch: int
+    n_ubatch: int
+    default_ctx: int                    # the context it loads a model with unless told
+    vram_margin: int                    # GPU memory it keeps free when it chooses the layers itself
+    source: str
+
+
+# Each value names where it was read; "assumed" marks what no source text gave us.
+RUNTIMES: dict[str, RuntimeProfile] = {
+    "llmsite": RuntimeProfile(
+        "This site's worker", True, True, 512, 512, 8192, 256 * MIB,
+        "chat worker: llama_cpp.Llama with flash_attn on a GPU, n_batch/n_ubatch 512, swa_full left true "
+        "(llama_context_default_params); margin: this estimator's own 256 MiB"),
+    "llama-server": RuntimeProfile(
+        "llama-server", True, False, 2048, 512, 0, 1024 * MIB,
+        "llama.cpp common/common.h (common_params): flash_attn_type AUTO, swa_full false, n_batch 2048, "
+        "n_ubatch 512, n_ctx 0 = the model's trained context, fit_params true with fit_params_target "
+        "1024 MiB per device"),
+    "lmstudio": RuntimeProfile(
+        "LM Studio", False, False, 512, 512, 4096, 512 * MIB,
+        "LM Studio's load defaults: context 4096, flash attention off (its model-load panel); batch 512 and the "
+        "512 MiB margin assumed (closed source)"),
+    "ollama": RuntimeProfile(
+        "Ollama", False, False, 512, 512, 4096, 0,
+        "Ollama docs/faq.md: default context 4096, flash attention only with OLLAMA_FLASH_ATTENTION=1; num_batch "
+        "512; its GPU reserve is the 457 MiB minimum memory already counted as the backend overhead "
+        "(discover/gpu.go), OLLAMA_GPU_OVERHEAD 0"),
+}
+DEFAULT_RUNTIME_NAME = "llmsite"
+
+
+@dataclass(frozen=True)
 class Hardware:
     """One GPU (or none) and the host.  Bandwidths in bytes/s, throughput in FLOP/s."""
 

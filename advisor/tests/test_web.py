@@ -194,3 +194,14 @@ def test_staff_can_open_a_local_file_in_the_chat_loaded_as_the_answer_says(clien
 def test_people_who_are_not_staff_see_no_load_button(client, gemma_in_models_folder):
     html = client.get("/advisor/models/gemma-3-270m-it/", {"gpu": RTX_4060}).content.decode()
     assert "open-in-chat" not in html
+
+
+def test_the_share_page_keeps_the_runtime_and_each_row_says_why_it_ranks_there(client):
+    response = client.get("/advisor/", {"gpu": "nvidia-geforce-rtx-3060", "runtime": "ollama"})
+    html = response.content.decode()
+    assert "For Ollama." in html and html.count('class="muted small rank-reason"') >= len(
+        response.context["answer"]["results"]) > 0
+    share = SharedAnswer.objects.get(slug=response.context["share"].slug)
+    assert share.inputs["runtime"] == "ollama"
+    shared = client.get(reverse("advisor:shared", args=[share.slug])).content.decode()
+    assert "For Ollama." in shared and "runtime=ollama" in shared

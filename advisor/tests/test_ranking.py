@@ -139,14 +139,21 @@ def test_each_runtime_gives_an_answer_with_its_own_defaults(runtime):
 
 
 def test_gemma_3_12b_with_44_layers_on_a_12_gb_card_is_not_called_does_not_fit():
-    # reported working on 12 GB cards with llama.cpp: -ngl 44 (of 48 blocks + output), 8k context
-    model = recommend.snapshot().by_slug["gemma-3-12b-it"]
-    hw = recommend.hardware_for(GPU.objects.get(slug=RTX_3060), 12, 32)
-    rt = recommend.runtime_for(model, hw, 8192, "llama-server")
+    # reported working on 12 GB cards with llama.cpp's llama-server: -ngl 44 (of 48 blocks + output). Term by
+    # term: weights of 44 blocks, KV of 44 layers (llama-server: swa_full off, so 37 of them keep only the
+    # 1024-token window plus a batch), a compute buffer with the CPU-resident output matrix copied in for
+    # prompt batches (op_offload), the CUDA overhead; the 1 GiB --fit margin does not apply to a count given.
     from dataclasses import replace
 
-    e = est.estimate(model.archs["Q4_K_M"], "Q4_K_M", replace(rt, n_gpu_layers=44), hw)
-    assert e.fits == "partial"
+    model = recommend.snapshot().by_slug["gemma-3-12b-it"]
+    hw = recommend.hardware_for(GPU.objects.get(slug=RTX_3060), 12, 32)
+    for ctx in (8192, 16384):
+        rt = recommend.runtime_for(model, hw, ctx, "llama-server")
+        e = est.estimate(model.archs["Q4_K_M"], "Q4_K_M", replace(rt, n_gpu_layers=44), hw)
+        assert e.fits == "partial", ctx
+    # this site's worker keeps a full-size window cache (swa_full): at 16k the same 44 layers do not fit
+    site = recommend.runtime_for(model, hw, 16384, "llmsite")
+    assert est.estimate(model.archs["Q4_K_M"], "Q4_K_M", replace(site, n_gpu_layers=44), hw).fits == "no"
 
 
 def test_unified_memory_takes_the_devices_own_share():

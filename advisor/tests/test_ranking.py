@@ -162,3 +162,8 @@ def test_unified_memory_takes_the_devices_own_share():
     mac.refresh_from_db()
     hw = recommend.hardware_for(mac, 64, 64)
     assert hw.gpu_budget_total == 32 * est.GIB
+
+
+def test_gpt_oss_is_offered_in_its_native_mxfp4_file():
+    row = _row(_answer(gpu=RTX_3060, vram_gib=12, ram_gib=32, ctx=8192), "gpt-oss-20b")
+    assert row["quant"] == "MXFP4" and row["quant_cost"] == 0

@@ -2,9 +2,10 @@
 the tensor type a model keeps its experts in (gpt-oss: MXFP4), release dates, and the share of RAM a
 unified-memory device's GPU may use.
 
-The data step loads the seed again, whole: 0002 ran with the fields of its time, and the quality figures of
-this catalog are on another scale than the old ones (a staff edit of an old figure is on the old scale too).
-Rows staff added that are not in the seed are kept.
+The data step loads the seed, whole: on a fresh database this is the first load (0002 no longer loads it:
+its models would refuse the new fields and choices); on an older one it replaces the seed rows, whose
+quality figures were on other scales (a staff edit of an old figure is on an old scale too). Rows staff
+added that are not in the seed are kept. A later migration that adds fields loads the seed itself the same way.
 """
 
 import advisor.models

@@ -167,3 +167,11 @@ def test_unified_memory_takes_the_devices_own_share():
 def test_gpt_oss_is_offered_in_its_native_mxfp4_file():
     row = _row(_answer(gpu=RTX_3060, vram_gib=12, ram_gib=32, ctx=8192), "gpt-oss-20b")
     assert row["quant"] == "MXFP4" and row["quant_cost"] == 0
+
+
+def test_every_estimated_figure_in_the_catalog_follows_the_rule():
+    rows = list(LanguageModel.objects.all())
+    sourced = [m for m in rows if not m.quality_estimated]
+    for m in rows:
+        if m.quality_estimated:
+            assert abs(m.quality - recommend.estimated_quality(m, sourced)) <= 0.1, m.slug

@@ -8,8 +8,9 @@ from advisor.models import GPU, KnownFile, LanguageModel, Measurement, Quantizat
 
 @admin.register(GPU)
 class GPUAdmin(admin.ModelAdmin):
-    list_display = ["name", "vendor", "family", "segment", "vram_gib", "memory_bandwidth_gbs", "fp16_tflops", "backend"]
-    list_filter = ["vendor", "segment", "backend", "family"]
+    list_display = ["name", "vendor", "family", "segment", "vram_gib", "memory_bandwidth_gbs", "fp16_tflops", "backend",
+                    "unified_memory", "gpu_memory_share"]
+    list_filter = ["vendor", "segment", "backend", "unified_memory", "family"]
     search_fields = ["name", "slug", "family"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["updated_at"]
@@ -29,22 +30,26 @@ class KnownFileInline(admin.TabularInline):
 
 @admin.register(LanguageModel)
 class LanguageModelAdmin(admin.ModelAdmin):
-    list_display = ["name", "family", "params_b", "active_params_b", "n_layers", "context_length", "quality", "license"]
-    list_filter = ["family", "arch", "license"]
+    list_display = ["name", "family", "params_b", "active_params_b", "n_layers", "context_length", "quality",
+                    "quality_estimated", "release_date", "license"]
+    list_filter = ["family", "arch", "quality_estimated", "license"]
     search_fields = ["name", "slug", "family", "arch"]
     prepopulated_fields = {"slug": ["name"]}
     readonly_fields = ["updated_at"]
     inlines = [KnownFileInline]
     actions = [export_catalog_action]
     fieldsets = [
-        (None, {"fields": ["slug", "name", "family", "arch", "license", "uses", "source", "updated_at"]}),
+        (None, {"fields": ["slug", "name", "family", "arch", "license", "release_date", "uses", "source",
+                           "updated_at"]}),
         (_("Size"), {"fields": ["params_b", "active_params_b"]}),
         (_("Architecture"), {"fields": [
             "n_layers", "n_embd", "n_head", "n_head_kv", "head_dim", "head_dim_v", "n_ff", "n_vocab",
             "context_length", "sliding_window", "swa_pattern", "tied_embeddings"]}),
         (_("Mixture of experts"), {"fields": [
-            "n_expert", "n_expert_used", "n_ff_expert", "n_shared_expert", "n_dense_layers"]}),
-        (_("Quality"), {"fields": ["quality", "quality_benchmark", "quality_source"]}),
+            "n_expert", "n_expert_used", "n_ff_expert", "n_shared_expert", "n_dense_layers", "expert_tensor_type"]}),
+        (_("Quality"), {"fields": ["quality", "quality_benchmark", "quality_source", "quality_estimated",
+                                   "quality_code", "quality_code_source", "quality_reasoning",
+                                   "quality_reasoning_source"]}),
     ]
 
     def get_urls(self):

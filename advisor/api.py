@@ -12,13 +12,15 @@ from advisor.models import GPU, LanguageModel
 from advisor.openapi import SPEC
 
 GPU_FIELDS = ["slug", "name", "vendor", "family", "segment", "vram_gib", "memory_bandwidth_gbs", "fp16_tflops",
-              "backend", "unified_memory", "release_year"]
+              "backend", "unified_memory", "gpu_memory_share", "release_year"]
 MODEL_FIELDS = ["slug", "name", "family", "arch", "params_b", "active_params_b", "n_layers", "context_length",
-                "quality", "quality_benchmark", "license", "uses"]
+                "quality", "quality_benchmark", "quality_estimated", "quality_code", "quality_reasoning",
+                "expert_tensor_type", "release_date", "license", "uses"]
 RESULT_FIELDS = ["model", "model_name", "quant", "fits", "n_gpu_layers", "n_layers", "offload_ratio", "gpu_bytes",
                  "cpu_bytes", "weights_bytes", "kv_cache_bytes", "compute_buffer_bytes", "overhead_bytes",
                  "decode_tokens_per_s", "prompt_tokens_per_s", "speedup_vs_cpu", "quality", "score", "n_ctx",
-                 "n_cpu_moe"]
+                 "n_cpu_moe", "placement", "quality_used", "quality_kind", "quality_estimated", "quant_cost",
+                 "speed_factor", "low_bit", "ram_reserve_bytes"]
 
 
 @require_GET
@@ -32,7 +34,8 @@ def models(request):
 
 
 def _rows(rows):
-    return [{key: row[key] for key in RESULT_FIELDS} for row in rows]
+    return [{**{key: row[key] for key in RESULT_FIELDS}, **({"runners_up": row["runners_up"]} if "runners_up" in row
+                                                             else {})} for row in rows]
 
 
 @require_GET

@@ -26,12 +26,14 @@ SECTIONS = {
                       ["bits_per_weight", "kld", "ppl_delta", "recommended", "source"]),
     "gpus": ("GPU", "slug",
              ["name", "vendor", "family", "segment", "vram_gib", "memory_bandwidth_gbs", "fp16_tflops", "backend",
-              "unified_memory", "release_year", "source"]),
+              "unified_memory", "gpu_memory_share", "gpu_memory_share_source", "release_year", "source"]),
     "models": ("LanguageModel", "slug",
                ["name", "family", "arch", "params_b", "active_params_b", "n_layers", "n_embd", "n_head", "n_head_kv",
                 "head_dim", "head_dim_v", "n_ff", "n_expert", "n_expert_used", "n_ff_expert", "n_shared_expert",
                 "n_dense_layers", "n_vocab", "context_length", "sliding_window", "swa_pattern", "tied_embeddings",
-                "license", "quality", "quality_benchmark", "quality_source", "uses", "source"]),
+                "license", "quality", "quality_benchmark", "quality_source", "quality_estimated", "quality_code",
+                "quality_code_source", "quality_reasoning", "quality_reasoning_source", "expert_tensor_type",
+                "release_date", "uses", "source"]),
 }
 KNOWN_FILE_FIELDS = ["filename", "size_bytes", "source"]
 
@@ -66,7 +68,12 @@ def export_catalog(apps=global_apps) -> dict:
     data = {"version": FORMAT_VERSION}
     for section, (model_name, key, fields) in SECTIONS.items():
         model = apps.get_model("advisor", model_name)
-        data[section] = list(model.objects.order_by(key).values(key, *fields))
+        rows = list(model.objects.order_by(key).values(key, *fields))
+        for row in rows:  # JSON has no dates: ISO text, which import reads back
+            for name, value in row.items():
+                if hasattr(value, "isoformat"):
+                    row[name] = value.isoformat()
+        data[section] = rows
     known = apps.get_model("advisor", "KnownFile").objects.select_related("model", "quant")
     data["known_files"] = [
         {"model": row.model.slug, "quant": row.quant.name, **{f: getattr(row, f) for f in KNOWN_FILE_FIELDS}}
@@ -103,8 +110,10 @@ def _build(model, key, fields, row, existing):
     if unknown:
         raise ValidationError(f"unknown fields: {', '.join(sorted(unknown))}")
     instance = existing.get(row.get(key)) or model()
+    # A data migration runs this with the models of its time: fields added later are set by a later one.
+    present = {f.name for f in model._meta.get_fields()}
     for name in [key, *fields]:
-        if name in row:
+        if name in row and name in present:
             setattr(instance, name, _field_value(model._meta.get_field(name), row[name]))
     if model.__name__ == "GPU":  # historical models (migrations) have no custom save()
         sizes = row.get("vram_gib")
@@ -127,6 +136,12 @@ def _field_value(model_field, value):
         value = model_field.to_python(value)
     except OverflowError:  # an integer with hundreds of digits for a float field
         raise ValidationError({model_field.name: "the number is too large"}) from None
+    except TypeError:  # a number or a list for a date: Django's parser takes text only
+        raise ValidationError({model_field.name: f"{value!r} is not a date (YYYY-MM-DD)"}) from None
+    except ValidationError as exc:  # name the field: to_python's messages do not
+        if hasattr(exc, "error_dict"):
+            raise
+        raise ValidationError({model_field.name: exc.messages}) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ValidationError({model_field.name: f"{value} is not a finite number"})
     return value

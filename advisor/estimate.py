@@ -13,7 +13,6 @@ n_gpu_layers 0, n_threads = cpu_count // 2 for decoding and cpu_count for prompt
 """
 from __future__ import annotations
 
-import functools
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -37,9 +36,23 @@ BACKEND_OVERHEAD: dict[str, int] = {"cuda": 457 * MIB, "rocm": 457 * MIB, "vulka
 
 # Share of an Apple Silicon Mac's RAM that Metal lets the GPU wire: MTLDevice.recommendedMaxWorkingSetSize,
 # which ggml-metal prints at start-up; about 2/3 of RAM up to 36 GB and about 3/4 above (the macOS
-# iogpu.wired_limit_mb default; see llama.cpp discussion #2182 and ggml-metal's log line).
+# iogpu.wired_limit_mb default; see llama.cpp discussion #2182 and ggml-metal's log line).  Used only when the
+# catalog gives a unified-memory device no gpu_memory_share of its own.
 def apple_gpu_fraction(ram_total: int) -> float:
     return 2 / 3 if ram_total <= 36 * GIB else 3 / 4
+
+
+# System RAM an answer leaves to the operating system and the person's other programs: 15% of the RAM, at
+# least 4 GiB.  Why: a desktop session with a browser holds 3-4 GiB (a fresh Windows 11 or macOS login uses
+# 2.5-4 GiB before any program), so a fixed 2 GiB left a 32 GiB machine swapping; a share keeps big machines
+# (128 GiB: 19 GiB) from handing the model memory their page cache and other work need.  Adjustable per
+# question (Hardware.ram_reserved).
+RAM_RESERVE_MIN = 4 * GIB
+RAM_RESERVE_SHARE = 0.15
+
+
+def default_ram_reserve(ram_total: int) -> int:
+    return max(RAM_RESERVE_MIN, int(ram_total * RAM_RESERVE_SHARE))
 
 
 # Roofline efficiencies: the share of peak bandwidth / FLOPs llama.cpp reaches.
@@ -101,6 +114,7 @@ class Architecture:
     q_lora_rank: int = 0
     rope_dim: int = 0
     arch: str = "llama"                 # general.architecture
+    expert_type: str = ""               # tensor type the expert weights keep whatever the quant (gpt-oss: MXFP4)
     name: str = ""
     quant: str = ""                     # file type of the exact sizes below, e.g. "Q4_K_M"
     # Exact sizes from a GGUF file (bytes); None: computed from the shape for the requested quant.
@@ -147,7 +161,7 @@ class Architecture:
             n_expert_shared=self.n_expert_shared, n_ff_shared=self.n_ff_shared,
             n_layer_dense_lead=self.n_layer_dense_lead, tied_embeddings=self.tied_embeddings,
             attn_bias=self.attn_bias, qk_norm=self.qk_norm, arch=self.arch,
-            kv_lora_rank=self.mla[0], q_lora_rank=self.mla[1], rope_dim=self.mla[2])
+            kv_lora_rank=self.mla[0], q_lora_rank=self.mla[1], rope_dim=self.mla[2], expert_type=self.expert_type)
 
     def sizes(self, quant_name: str | None = None) -> quant.ModelSizes:
         """Tensor bytes: the file's exact ones when known (and no other quant is asked), else computed."""
@@ -213,6 +227,45 @@ class Runtime:
                                         # None: half of n_ctx, at most 2048
     n_threads: int | None = None        # decode threads; None: cpu_threads // 2 (llama-cpp-python)
     n_threads_batch: int | None = None  # prompt threads; None: cpu_threads
+    vram_margin: int | None = None      # GPU memory kept free when choosing layers (None: Hardware.safety_margin)
+
+
+@dataclass(frozen=True)
+class RuntimeProfile:
+    """What a program that runs GGUF models does by default, where it differs between programs."""
+
+    label: str
+    flash_attn: bool                    # on wherever there is a GPU
+    swa_full: bool                      # sliding-window layers keep a full-size cache
+    n_batch: int
+    n_ubatch: int
+    default_ctx: int                    # the context it loads a model with unless told
+    vram_margin: int                    # GPU memory it keeps free when it chooses the layers itself
+    source: str
+
+
+# Each value names where it was read; "assumed" marks what no source text gave us.
+RUNTIMES: dict[str, RuntimeProfile] = {
+    "llmsite": RuntimeProfile(
+        "This site's worker", True, True, 512, 512, 8192, 256 * MIB,
+        "chat worker: llama_cpp.Llama with flash_attn on a GPU, n_batch/n_ubatch 512, swa_full left true "
+        "(llama_context_default_params); margin: this estimator's own 256 MiB"),
+    "llama-server": RuntimeProfile(
+        "llama-server", True, False, 2048, 512, 0, 1024 * MIB,
+        "llama.cpp common/common.h (common_params): flash_attn_type AUTO, swa_full false, n_batch 2048, "
+        "n_ubatch 512, n_ctx 0 = the model's trained context, fit_params true with fit_params_target "
+        "1024 MiB per device"),
+    "lmstudio": RuntimeProfile(
+        "LM Studio", False, False, 512, 512, 4096, 512 * MIB,
+        "LM Studio's load defaults: context 4096, flash attention off (its model-load panel); batch 512 and the "
+        "512 MiB margin assumed (closed source)"),
+    "ollama": RuntimeProfile(
+        "Ollama", False, False, 512, 512, 4096, 0,
+        "Ollama docs/faq.md: default context 4096, flash attention only with OLLAMA_FLASH_ATTENTION=1; num_batch "
+        "512; its GPU reserve is the 457 MiB minimum memory already counted as the backend overhead "
+        "(discover/gpu.go), OLLAMA_GPU_OVERHEAD 0"),
+}
+DEFAULT_RUNTIME_NAME = "llmsite"
 
 
 @dataclass(frozen=True)
@@ -229,11 +282,19 @@ class Hardware:
     cpu_threads: int = 16               # logical CPUs (os.cpu_count())
     cpu_flops_per_thread: float = CPU_FLOPS_PER_THREAD
     pcie_bandwidth: float = 25e9        # PCIe 4.0 x16 in practice
-    unified_memory: bool = False        # Apple Silicon: the GPU uses part of system RAM
-    gpu_memory_fraction: float | None = None  # unified memory: share the GPU may use (None: Apple default)
-    safety_margin: int = 256 * MIB      # kept free on the GPU on top of every counted buffer
-    ram_reserved: int = 2 * GIB         # RAM left to the operating system and other programs
+    unified_memory: bool = False        # the GPU uses part of system RAM (Apple, Strix Halo, DGX Spark, Jetson)
+    gpu_memory_fraction: float | None = None  # unified memory: share the GPU may use (None: Apple's default)
+    safety_margin: int = 256 * MIB      # kept free on the GPU on top of every counted buffer (Runtime may override)
+    ram_reserved: int | None = None     # RAM left to the OS and other programs (None: default_ram_reserve)
     name: str = ""
+
+    @property
+    def ram_reserve(self) -> int:
+        return self.ram_reserved if self.ram_reserved is not None else default_ram_reserve(self.ram_total)
+
+    @property
+    def ram_usable(self) -> int:
+        return max(0, self.ram_total - self.ram_reserve)
 
     @property
     def has_gpu(self) -> bool:
@@ -243,43 +304,9 @@ class Hardware:
     def gpu_budget_total(self) -> int:
         if self.unified_memory:
             frac = self.gpu_memory_fraction or apple_gpu_fraction(self.ram_total)
-            return int(self.ram_total * frac)
+            # the OS reserve comes out of the same memory: the GPU never gets more than what is left
+            return min(int(self.ram_total * frac), self.ram_usable)
         return self.vram_free if self.vram_free is not None else self.vram_total
-
-    @classmethod
-    def this_machine(cls, **overrides) -> Hardware:
-        """The CPU of the machine running this code (RAM from /proc/meminfo where there is one)."""
-        import os
-
-        ram = 0
-        try:
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    if line.startswith("MemTotal:"):
-                        ram = int(line.split()[1]) * KIB
-                        break
-        except OSError:
-            pass
-        values = dict(backend="cpu", ram_total=ram or 8 * GIB, cpu_threads=os.cpu_count() or 2,
-                      ram_bandwidth=20e9, cpu_flops_per_thread=CPU_FLOPS_PER_THREAD * cpu_simd_factor(),
-                      name="this machine")
-        values.update(overrides)
-        return cls(**values)
-
-
-@functools.cache
-def cpu_simd_factor(cpuinfo: str = "/proc/cpuinfo") -> float:
-    """How much faster than AVX2 this CPU runs llama.cpp's int8 dot products (1.0 where unknown). Read once:
-    /proc/cpuinfo is large on big machines, and this_machine() is asked for every model row of a page."""
-    try:
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return CPU_SIMD_FACTOR_AVX512_VNNI if {"avx512_vnni", "avx512bw"} <= flags else 1.0
-    except OSError:
-        pass
-    return 1.0
 
 
 @dataclass(slots=True)
@@ -315,6 +342,8 @@ class Estimate:
     quant: str = ""
     cpu_moe_considered: bool = False    # an --n-cpu-moe plan fitted and was weighed against whole layers
     cpu_decode_tokens_per_s: float = 0.0
+    placement: str = ""                 # gpu | split | experts | cpu
+    ram_reserve_bytes: int = 0          # system RAM left to the OS and other programs
 
     @property
     def explanation(self) -> list[str]:
@@ -326,7 +355,8 @@ class Estimate:
                 "kv_cache_bytes", "kv_gpu_bytes", "compute_buffer_bytes", "host_compute_bytes",
                 "overhead_bytes", "gpu_bytes", "cpu_bytes", "gpu_budget_bytes", "n_layers",
                 "n_gpu_layers", "offload_ratio", "n_cpu_moe", "fits", "decode_tokens_per_s",
-                "prompt_tokens_per_s", "speedup_vs_cpu", "n_ctx", "kv_cells", "kv_cells_swa")
+                "prompt_tokens_per_s", "speedup_vs_cpu", "n_ctx", "kv_cells", "kv_cells_swa", "placement",
+                "ram_reserve_bytes")
         d = {k: getattr(self, k) for k in keys}
         for k in ("offload_ratio", "decode_tokens_per_s", "prompt_tokens_per_s", "speedup_vs_cpu"):
             d[k] = round(d[k], 4 if k == "offload_ratio" else 2)
@@ -527,12 +557,9 @@ def output_buffer_bytes(arch: Architecture, rt: Runtime) -> int:
 
 
 def _hardware_figures(hw: Hardware, r: _RtInfo, rt: Runtime) -> tuple:
-    """(has GPU, fixed GPU overhead, GPU budget, budget left after overhead, decode threads)."""
+    """(has GPU, fixed GPU overhead, GPU budget, budget left after overhead, decode threads, VRAM margin)."""
     backend = hw.backend
-    if hw.unified_memory:
-        total = int(hw.ram_total * (hw.gpu_memory_fraction or apple_gpu_fraction(hw.ram_total)))
-    else:
-        total = hw.vram_free if hw.vram_free is not None else hw.vram_total
+    total = hw.gpu_budget_total
     gpu = backend != "cpu" and total > 0
     overhead = 0
     if gpu:
@@ -541,13 +568,14 @@ def _hardware_figures(hw: Hardware, r: _RtInfo, rt: Runtime) -> tuple:
             # ggml-cuda's memory pool (activations converted for the quantized matmul kernels) lives
             # outside llama.cpp's reported buffers: a few activation-sized blocks.
             overhead += 8 * r.n_ub * r.ff_max
-    budget = total - hw.safety_margin if gpu else 0
-    return gpu, overhead, budget, budget - overhead, rt.n_threads or max(1, hw.cpu_threads // 2)
+    margin = rt.vram_margin if rt.vram_margin is not None else hw.safety_margin
+    budget = total - margin if gpu else 0
+    return gpu, overhead, budget, budget - overhead, rt.n_threads or max(1, hw.cpu_threads // 2), margin
 
 
 class _Ctx:
     __slots__ = ("arch", "p", "rt", "hw", "r", "unit", "cells", "cells_swa", "gpu", "overhead", "avail",
-                 "budget", "threads")
+                 "budget", "threads", "margin")
 
     def __init__(self, arch: Architecture, p: _Profile, rt: Runtime, hw: Hardware):
         self.arch, self.p, self.rt, self.hw = arch, p, rt, hw
@@ -559,7 +587,7 @@ class _Ctx:
         hit = r.hardware.get(id(hw))
         if hit is None or hit[0] is not hw:
             hit = r.hardware[id(hw)] = (hw, *_hardware_figures(hw, r, rt))
-        _, self.gpu, self.overhead, self.budget, self.avail, self.threads = hit
+        _, self.gpu, self.overhead, self.budget, self.avail, self.threads, self.margin = hit
 
     def kv_top(self, k: int) -> int:
         swa = self.p.swa_top[k]
@@ -675,28 +703,84 @@ def _ctx(arch: Architecture, p: _Profile, rt: Runtime, hw: Hardware) -> _Ctx:
     return c
 
 
-def _choose(c: _Ctx, p: _Profile, rt: Runtime) -> tuple[int, int, bool]:
-    """(n_gpu_layers, n_cpu_moe, whether an --n-cpu-moe plan was weighed)."""
+class Placement(NamedTuple):
+    """Where one model's tensors go: the one arithmetic that rank() and estimate() share."""
+
+    kind: str                           # gpu (everything), split (n_gpu_layers), experts (--n-cpu-moe), cpu
+    n_gpu_layers: int
+    n_cpu_moe: int
+    weights_gpu: int
+    weights_cpu: int
+    kv_gpu: int
+    gpu_compute: int                    # 0 without a GPU
+    host_compute: int
+    overhead: int
+    gpu_bytes: int
+    cpu_bytes: int
+    fits: str                           # full | partial | cpu | no
+    decode_time: float                  # seconds per generated token
+
+
+def _place(c: _Ctx, ngl: int, ncmoe: int, margin_applies: bool = True) -> Placement:
+    """Memory and decode time of n_gpu_layers = ngl and --n-cpu-moe ncmoe, counted as llama.cpp allocates.
+
+    margin_applies=False checks a placement someone chose (n_gpu_layers given) against what loading needs,
+    without the margin an automatic choice keeps.
+    """
+    p, r, hw = c.p, c.r, c.hw
+    n = p.n
+    k = ngl if ngl < n else n
+    out_on_gpu = ngl > n
+    w_gpu = p.dense_top[k] + p.expert_top[k if ncmoe == 0 or k < n - ncmoe else n - ncmoe]
+    if out_on_gpu:
+        w_gpu += p.output_gpu + p.other         # output_norm travels with the output
+    # tied embeddings: the GPU gets a copy of token_embd for the output, the original stays in RAM
+    w_cpu = p.total - w_gpu + (p.token_embd if out_on_gpu and p.tied else 0)
+    kv_gpu = c.kv_top(k)
+    if ngl == 0:
+        gpu_compute, host_compute, overhead = 0, r.compute, 0
+    else:
+        gpu_compute = r.compute if out_on_gpu else r.partial_compute
+        host_compute, overhead = r.host_min, c.overhead
+    gpu_total = w_gpu + kv_gpu + gpu_compute + overhead if ngl else 0
+    cpu_total = w_cpu + r.kv_all - kv_gpu + host_compute + r.output_buf
+    budget = c.budget if margin_applies else c.budget + c.margin
+    fits_memory = (cpu_total + (gpu_total if hw.unified_memory else 0) <= hw.ram_usable
+                   and not (ngl and gpu_total > budget))
+    fits = _fit_class(fits_memory, ngl, out_on_gpu, ncmoe)
+    kind = "cpu" if ngl == 0 else ("experts" if ncmoe else ("gpu" if out_on_gpu else "split"))
+    return Placement(kind, ngl, ncmoe, w_gpu, w_cpu, kv_gpu, gpu_compute, host_compute, overhead, gpu_total,
+                     cpu_total, fits, c.decode_time(ngl, ncmoe))
+
+
+def _options(c: _Ctx, rt: Runtime) -> list[Placement]:
+    """The real choices for one model and quant: all on the GPU when it fits; else the most layers that fit
+    (n_gpu_layers) and, for MoE models, every layer on the GPU with the experts of the first layers in RAM
+    (--n-cpu-moe); without a GPU, the CPU.  A runtime that fixes n_gpu_layers / n_cpu_moe gets that one."""
+    p = c.p
     n = p.n
     if not c.gpu:
-        return 0, 0, False
+        return [_place(c, 0, 0)]
     if rt.n_gpu_layers is not None:
         ngl = n + 1 if rt.n_gpu_layers < 0 or rt.n_gpu_layers > n else rt.n_gpu_layers
-        return ngl, min(rt.n_cpu_moe or 0, n), False
+        return [_place(c, ngl, min(rt.n_cpu_moe or 0, n), margin_applies=False)]
     ngl = c.best_layers()
-    if p.expert_total and ngl <= n:
+    if ngl > n:
+        return [_place(c, ngl, 0)]
+    options = [_place(c, ngl, 0)]
+    if p.expert_total:
         if rt.n_cpu_moe is None:
             m = c.best_cpu_moe()
-            if m is not None:
-                if c.decode_time(n + 1, m) < c.decode_time(ngl, 0):
-                    return n + 1, m, True
-                return ngl, 0, True
-        elif rt.n_cpu_moe:
+        else:
             m = rt.n_cpu_moe if rt.n_cpu_moe < n else n
-            if c.need(n + 1, m) <= c.avail:
-                return n + 1, m, False
-            return ngl, m, False
-    return ngl, 0, False
+            m = m if c.need(n + 1, m) <= c.avail else None
+        if m is not None:
+            options.append(_place(c, n + 1, m))
+    return options
+
+
+def _fastest(options: list[Placement]) -> Placement:
+    return min(options, key=lambda o: (o.fits == "no", o.decode_time))
 
 
 class Ranked(NamedTuple):
@@ -709,45 +793,35 @@ class Ranked(NamedTuple):
     gpu_bytes: int
     architecture: Architecture
     quant: str | None
+    cpu_bytes: int = 0
+    kind: str = ""
+
+
+def _ranked(o: Placement, arch: Architecture, quant_name: str | None) -> Ranked:
+    t = o.decode_time
+    return Ranked(1.0 / t if t > 0 else 0.0, o.fits, o.n_gpu_layers, o.n_cpu_moe, o.gpu_bytes, arch, quant_name,
+                  o.cpu_bytes, o.kind)
 
 
 def rank(pairs, runtime: Runtime | None = None, hardware: Hardware | None = None,
-         include_no: bool = False) -> list[Ranked]:
+         include_no: bool = False, every_placement: bool = False) -> list[Ranked]:
     """Place and time many (architecture, quant) pairs on one machine, fastest first.
 
-    The advisor's ranking path: the same placement and decode speed as estimate(), without building
-    the full Estimate (memory breakdown, prompt speed, explanation) for every pair.
+    The advisor's ranking path: the same placements and decode speed as estimate(), without building
+    the full Estimate (memory breakdown, prompt speed, explanation) for every pair.  every_placement: one row
+    per real option (all on the GPU, layers split, experts in RAM) instead of the fastest only.
     """
     rt = runtime or _DEFAULT_RUNTIME
     hw = hardware or _DEFAULT_HARDWARE
-    ram_left = hw.ram_total - hw.ram_reserved
-    unified = hw.unified_memory
     rows = []
     for arch, quant_name in pairs:
         p = _profile(arch, quant_name)
         c = _ctx(arch, p, rt, hw)
-        ngl, ncmoe, _ = _choose(c, p, rt)
-        n = p.n
-        r = c.r
-        k = ngl if ngl < n else n
-        out_on_gpu = ngl > n
-        w_gpu = p.dense_top[k] + p.expert_top[k if ncmoe == 0 or k < n - ncmoe else n - ncmoe]
-        if out_on_gpu:
-            w_gpu += p.output_gpu + p.other
-        kv_gpu = c.kv_top(k)
-        if ngl:
-            gpu_total = w_gpu + kv_gpu + (r.compute if out_on_gpu else r.partial_compute) + c.overhead
-            host = r.host_min
-        else:
-            gpu_total, host = 0, r.compute
-        cpu_total = (p.total - w_gpu + (p.token_embd if out_on_gpu and p.tied else 0)
-                     + r.kv_all - kv_gpu + host + r.output_buf)
-        fits = _fit_class(cpu_total + (gpu_total if unified else 0) <= ram_left and not (ngl and gpu_total > c.budget),
-                          ngl, out_on_gpu, ncmoe)
-        if fits == "no" and not include_no:
-            continue
-        t = c.decode_time(ngl, ncmoe)
-        rows.append(Ranked(1.0 / t if t > 0 else 0.0, fits, ngl, ncmoe, gpu_total, arch, quant_name))
+        options = _options(c, rt)
+        for o in (options if every_placement else [_fastest(options)]):
+            if o.fits == "no" and not include_no:
+                continue
+            rows.append(_ranked(o, arch, quant_name))
     rows.sort(key=_speed_key, reverse=True)
     return rows
 
@@ -765,51 +839,36 @@ def _speed_key(row: Ranked) -> float:
     return row.decode_tokens_per_s
 
 
-
 _DEFAULT_RUNTIME = Runtime()
 _DEFAULT_HARDWARE = Hardware()
 
 
 def estimate(arch: Architecture, quant_name: str | None = None, runtime: Runtime | None = None,
-             hardware: Hardware | None = None) -> Estimate:
+             hardware: Hardware | None = None, placement: tuple[int, int] | None = None) -> Estimate:
     """Memory, offload and speed of `arch` in `quant_name` (None: the file's own tensor sizes).
 
     runtime.n_gpu_layers None picks the largest count that fits (and, for MoE models, the --n-cpu-moe
-    plan when it decodes faster); an explicit count is evaluated as given.
+    plan when it decodes faster); an explicit count is evaluated as given.  placement (n_gpu_layers,
+    n_cpu_moe) evaluates one option that rank(every_placement=True) listed.
     """
     rt = runtime or _DEFAULT_RUNTIME
     hw = hardware or _DEFAULT_HARDWARE
     p = _profile(arch, quant_name)
     c = _ctx(arch, p, rt, hw)
     n = p.n
-    ngl, ncmoe, moe_considered = _choose(c, p, rt)
-    # the chosen placement, in full
-    k = ngl if ngl < n else n
-    out_on_gpu = ngl > n
-    w_gpu = p.dense_top[k] + p.expert_top[k if ncmoe == 0 or k < n - ncmoe else n - ncmoe]
-    if out_on_gpu:
-        w_gpu += p.output_gpu + p.other         # output_norm travels with the output
-    # tied embeddings: the GPU gets a copy of token_embd for the output, the original stays in RAM
-    w_cpu = p.total - w_gpu + (p.token_embd if out_on_gpu and p.tied else 0)
+    options = _options(c, rt)
+    if placement is not None:
+        o = _place(c, *placement)
+    else:
+        o = _fastest(options)
+    moe_considered = any(opt.kind == "experts" for opt in options) and rt.n_cpu_moe is None
+    r = c.r
     # CPU-resident block weights of repackable types get a second, interleaved copy (CPU_REPACK).  The
     # memory-mapped originals are then never touched again and the kernel may drop them, so with mmap
     # (llama-cpp-python's default) the copy replaces rather than adds RSS: reported, not added to cpu_bytes.
-    repack = p.repack_total - p.repack_top[k]
-    r = c.r
-    kv_all = r.kv_all
-    kv_gpu = c.kv_top(k)
-    if ngl == 0:
-        gpu_compute, host_compute, overhead = 0, r.compute, 0
-    else:
-        gpu_compute = r.compute if out_on_gpu else r.partial_compute
-        host_compute, overhead = r.host_min, c.overhead
-    gpu_total = w_gpu + kv_gpu + gpu_compute + overhead
-    cpu_total = w_cpu + kv_all - kv_gpu + host_compute + r.output_buf
-    # An offload that does not fit fails to load.
-    fits = _fit_class(cpu_total + (gpu_total if hw.unified_memory else 0) <= hw.ram_total - hw.ram_reserved
-                      and not (ngl and gpu_total > c.budget), ngl, out_on_gpu, ncmoe)
-    t = c.decode_time(ngl, ncmoe)
-    if ngl:
+    k = o.n_gpu_layers if o.n_gpu_layers < n else n
+    t = o.decode_time
+    if o.n_gpu_layers:
         cpu_key = (hw.ram_bandwidth, hw.cpu_flops_per_thread, c.threads)
         t_cpu = r.cpu_times.get(cpu_key)
         if t_cpu is None:
@@ -818,12 +877,19 @@ def estimate(arch: Architecture, quant_name: str | None = None, runtime: Runtime
         t_cpu = t
     offloadable = p.offloadable
     return Estimate(
-        p.total, w_gpu, w_cpu, repack, kv_all, kv_gpu, gpu_compute if ngl else host_compute,
-        host_compute + r.output_buf, overhead, gpu_total, cpu_total, c.budget if c.budget > 0 else 0,
-        n + 1, ngl, (w_gpu / offloadable if w_gpu < offloadable else 1.0) if offloadable else 0.0,
-        ncmoe, fits, 1.0 / t if t > 0 else 0.0, c.prompt_rate(ngl, w_cpu), t_cpu / t if t > 0 else 1.0,
-        r.n_ctx, c.cells, c.cells_swa, arch, rt, hw, quant_name or arch.quant, moe_considered,
-        1.0 / t_cpu if t_cpu else 0.0)
+        weights_bytes=p.total, weights_gpu_bytes=o.weights_gpu, weights_cpu_bytes=o.weights_cpu,
+        repack_bytes=p.repack_total - p.repack_top[k], kv_cache_bytes=r.kv_all, kv_gpu_bytes=o.kv_gpu,
+        compute_buffer_bytes=o.gpu_compute if o.n_gpu_layers else o.host_compute,
+        host_compute_bytes=o.host_compute + r.output_buf, overhead_bytes=o.overhead, gpu_bytes=o.gpu_bytes,
+        cpu_bytes=o.cpu_bytes, gpu_budget_bytes=c.budget if c.budget > 0 else 0, n_layers=n + 1,
+        n_gpu_layers=o.n_gpu_layers,
+        offload_ratio=(o.weights_gpu / offloadable if o.weights_gpu < offloadable else 1.0) if offloadable else 0.0,
+        n_cpu_moe=o.n_cpu_moe, fits=o.fits, decode_tokens_per_s=1.0 / t if t > 0 else 0.0,
+        prompt_tokens_per_s=c.prompt_rate(o.n_gpu_layers, o.weights_cpu),
+        speedup_vs_cpu=t_cpu / t if t > 0 else 1.0, n_ctx=r.n_ctx, kv_cells=c.cells, kv_cells_swa=c.cells_swa,
+        architecture=arch, runtime=rt, hardware=hw, quant=quant_name or arch.quant,
+        cpu_moe_considered=moe_considered, cpu_decode_tokens_per_s=1.0 / t_cpu if t_cpu else 0.0,
+        placement=o.kind, ram_reserve_bytes=hw.ram_reserve)
 
 
 def _gib(n: float) -> str:
@@ -853,8 +919,9 @@ def _explain(e: Estimate) -> list[str]:
     else:
         runtime_note = (f"; {_gib(e.overhead_bytes)} of it goes to the {hw.backend.upper()} runtime itself"
                         if e.overhead_bytes else "")
+        margin = rt.vram_margin if rt.vram_margin is not None else hw.safety_margin
         lines.append(f"GPU memory usable: {_gib(e.gpu_budget_bytes)} after keeping "
-                     f"{_gib(hw.safety_margin)} free{runtime_note}.")
+                     f"{_gib(margin)} free{runtime_note}.")
         if e.fits == "full":
             lines.append(f"Fits entirely on the GPU: all {e.n_layers} layers ({arch.n_layer} blocks + output), "
                          f"{_gib(e.gpu_bytes)} of GPU memory.")
@@ -867,6 +934,8 @@ def _explain(e: Estimate) -> list[str]:
                          f"GPU {_gib(e.gpu_bytes)}, RAM {_gib(e.cpu_bytes)}.")
         elif e.fits == "cpu":
             lines.append("Not even one layer fits beside the compute buffer: the model runs on the CPU.")
+    lines.append(f"System RAM: {_gib(e.cpu_bytes)} for the model, {_gib(e.ram_reserve_bytes)} of "
+                 f"{_gib(hw.ram_total)} left to the operating system and other programs.")
     if e.fits == "no":
         lines.append(f"Does not fit: needs {_gib(e.cpu_bytes)} of RAM and {_gib(e.gpu_bytes)} of GPU memory.")
     lines.append(f"Speed: about {e.decode_tokens_per_s:.1f} tokens/s generating (reading every active "

@@ -2,7 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from advisor.models import GPU, Vendor
-from advisor.recommend import DEFAULT_CTX, DEFAULT_MIN_SPEED, DEFAULT_RAM_GIB, Question
+from advisor.recommend import DEFAULT_CTX, DEFAULT_MIN_SPEED, DEFAULT_RAM_GIB, DEFAULT_RUNTIME, Question
 
 USE_CHOICES = [
     ("", _("Anything")),
@@ -12,6 +12,13 @@ USE_CHOICES = [
     ("long", _("Long documents")),
 ]
 CTX_MIN, CTX_MAX = 512, 1_048_576
+# The programs an answer can be for (estimate.RUNTIMES holds each one's defaults).
+RUNTIME_CHOICES = [
+    ("llmsite", _("This site's chat")),
+    ("llama-server", _("llama.cpp (llama-server)")),
+    ("lmstudio", _("LM Studio")),
+    ("ollama", _("Ollama")),
+]
 
 
 def gpu_label(gpu: GPU) -> str:
@@ -43,6 +50,13 @@ class AdvisorForm(forms.Form):
     min_speed = forms.FloatField(required=False, min_value=0, max_value=10_000, label=_("Minimum speed (tokens/s)"),
                                  initial=DEFAULT_MIN_SPEED,
                                  help_text=_("About 8 tokens/s is reading speed."))
+    runtime = forms.ChoiceField(required=False, choices=RUNTIME_CHOICES, initial=DEFAULT_RUNTIME,
+                                label=_("Program that runs the model"),
+                                help_text=_("Each has its own defaults (flash attention, cache size, memory it keeps "
+                                            "free)."))
+    ram_reserve_gib = forms.FloatField(
+        required=False, min_value=0, max_value=4096, label=_("RAM kept for other programs (GiB)"),
+        help_text=_("Empty: 15% of the RAM, at least 4 GiB, for the operating system and your other programs."))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,6 +76,10 @@ class AdvisorForm(forms.Form):
         data = super().clean()
         if not self.errors and not data.get("gpu") and not data.get("vram_gib"):
             raise forms.ValidationError(_("Choose a GPU or give its memory in GiB."))
+        reserve, ram = data.get("ram_reserve_gib"), data.get("ram_gib") or DEFAULT_RAM_GIB
+        if reserve is not None and reserve >= ram:
+            self.add_error("ram_reserve_gib", _("Keep less than the whole RAM (%(ram)s GiB) for other programs.")
+                           % {"ram": f"{ram:g}"})
         return data
 
     def question(self) -> Question:
@@ -74,6 +92,8 @@ class AdvisorForm(forms.Form):
             ctx=data.get("ctx") or DEFAULT_CTX,
             use=data.get("use") or "",
             min_speed=data["min_speed"] if data.get("min_speed") is not None else DEFAULT_MIN_SPEED,
+            runtime=data.get("runtime") or DEFAULT_RUNTIME,
+            ram_reserve_gib=data.get("ram_reserve_gib"),
         )
 
 

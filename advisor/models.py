@@ -31,6 +31,7 @@ class Segment(models.TextChoices):
     WORKSTATION = "workstation", _("Workstation")
     DATACENTER = "datacenter", _("Data centre")
     APPLE = "apple", _("Apple Silicon")
+    SOC = "soc", _("Unified-memory system")
 
 
 def validate_vram_options(value):
@@ -68,7 +69,14 @@ class GPU(models.Model):
         validators=[MinValueValidator(0.1), MaxValueValidator(20_000)], help_text=_("Peak dense FP16 TFLOPS.")
     )
     backend = models.CharField(max_length=8, choices=Backend.choices)
-    unified_memory = models.BooleanField(default=False, help_text=_("Memory shared with the CPU (Apple)."))
+    unified_memory = models.BooleanField(
+        default=False, help_text=_("The GPU uses the system's memory (Apple Silicon, Strix Halo, DGX Spark, Jetson).")
+    )
+    gpu_memory_share = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.05), MaxValueValidator(1)],
+        help_text=_("Unified memory: the share of system RAM the GPU may use by default (0 to 1)."),
+    )
+    gpu_memory_share_source = models.TextField(blank=True)
     release_year = models.PositiveSmallIntegerField(
         null=True, blank=True, validators=[MinValueValidator(2010), MaxValueValidator(2100)]
     )
@@ -89,6 +97,12 @@ class GPU(models.Model):
         self.max_vram_gib = max(self.vram_gib) if self.vram_gib else 0
         super().save(*args, **kwargs)
 
+    def clean(self):
+        if self.gpu_memory_share is not None and not self.unified_memory:
+            raise ValidationError({"gpu_memory_share": _("Only a unified-memory device shares system RAM.")})
+        if self.gpu_memory_share is not None and not self.gpu_memory_share_source:
+            raise ValidationError({"gpu_memory_share_source": _("Say where the share comes from.")})
+
 
 class LanguageModelQuerySet(models.QuerySet):
     def for_use(self, use: str):
@@ -98,6 +112,17 @@ class LanguageModelQuerySet(models.QuerySet):
 
 # Model slugs keep version dots ("llama-3.1-8b-instruct"), which Django's SlugField does not allow.
 validate_model_slug = RegexValidator(r"^[a-z0-9][a-z0-9.-]*$", _("Use lowercase letters, digits, dots and hyphens."))
+
+
+def validate_tensor_type(value):
+    from advisor.quant import GGML_BLOCK
+
+    if value and value not in GGML_BLOCK:
+        raise ValidationError(_("Unknown GGUF tensor type %(v)s (e.g. MXFP4, BF16, Q8_0)."), params={"v": value})
+
+
+def quality_validators():
+    return [MinValueValidator(0), MaxValueValidator(100)]
 
 
 class LanguageModel(models.Model):
@@ -129,9 +154,23 @@ class LanguageModel(models.Model):
     )
     tied_embeddings = models.BooleanField(default=False)
     license = models.CharField(max_length=80)
-    quality = models.FloatField(validators=[MinValueValidator(0), MaxValueValidator(100)])
+    # One scale for every model (README: "How the advisor ranks"); an estimate where no source gives one.
+    quality = models.FloatField(validators=quality_validators())
     quality_benchmark = models.CharField(max_length=60)
     quality_source = models.TextField()
+    quality_estimated = models.BooleanField(
+        default=False, help_text=_("The quality comes from the documented estimate rule, not from a source."))
+    quality_code = models.FloatField(null=True, blank=True, validators=quality_validators(),
+                                     help_text=_("Coding figure on the same scale, used for the use 'code'."))
+    quality_code_source = models.TextField(blank=True)
+    quality_reasoning = models.FloatField(null=True, blank=True, validators=quality_validators(),
+                                          help_text=_("Reasoning-mode figure on the same scale, for 'reasoning'."))
+    quality_reasoning_source = models.TextField(blank=True)
+    expert_tensor_type = models.CharField(
+        max_length=16, blank=True, validators=[validate_tensor_type],
+        help_text=_("The type the model's files keep their expert weights in whatever the quantization "
+                    "(MXFP4 for gpt-oss); empty: the quantization's own mix."))
+    release_date = models.DateField(null=True, blank=True)
     uses = models.JSONField(default=list, blank=True, help_text=_("Any of chat, code, reasoning, long."))
     source = models.TextField()
     updated_at = models.DateTimeField(auto_now=True)
@@ -166,6 +205,11 @@ class LanguageModel(models.Model):
             errors["active_params_b"] = _("Active parameters cannot exceed total parameters.")
         if self.n_head and self.n_head_kv and self.n_head % self.n_head_kv:
             errors["n_head_kv"] = _("Attention heads must be a multiple of key/value heads.")
+        for figure in ("quality_code", "quality_reasoning"):
+            if getattr(self, figure) is not None and not getattr(self, f"{figure}_source"):
+                errors[f"{figure}_source"] = _("Say where the figure comes from.")
+        if self.expert_tensor_type and not self.n_expert:
+            errors["expert_tensor_type"] = _("Only a mixture-of-experts model has expert weights.")
         if self.swa_pattern and not self.sliding_window:
             errors["swa_pattern"] = _("A sliding-window pattern needs a sliding-window size.")
         uses = self.uses or []

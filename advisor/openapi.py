@@ -20,8 +20,20 @@ _result = {
         "compute_buffer_bytes": _integer, "overhead_bytes": _integer,
         "decode_tokens_per_s": _number, "prompt_tokens_per_s": _number, "speedup_vs_cpu": _number,
         "quality": {**_number, "description": "the model's benchmark score (see /api/advisor/models)"},
-        "score": {**_number, "description": "quality lowered by the quantization's KL divergence; the ranking key"},
+        "score": {**_number, "description": "quality_used x (1 - quant_cost) x speed_factor: the ranking key"},
         "n_ctx": _integer, "n_cpu_moe": _integer,
+        "placement": {"type": "string", "enum": ["gpu", "split", "experts", "cpu"],
+                      "description": "all on the GPU, layers split, MoE experts in RAM (--n-cpu-moe), or CPU"},
+        "quality_used": {**_number, "description": "the figure the score starts from (coding / reasoning for "
+                                                  "those uses where the catalog has one)"},
+        "quality_kind": {"type": "string", "enum": ["general", "code", "reasoning"]},
+        "quality_estimated": {"type": "boolean", "description": "the quality comes from the estimate rule"},
+        "quant_cost": {**_number, "description": "share of quality the quantization takes: min(0.5, KLD / 2)"},
+        "speed_factor": {**_number, "description": "0.9 at the minimum speed to 1.0 at a comfortable 20 tok/s"},
+        "low_bit": {"type": "boolean", "description": "1-2-bit: offered only because nothing better is fast enough"},
+        "ram_reserve_bytes": {**_integer, "description": "system RAM left to the OS and other programs"},
+        "runners_up": {"type": "array", "items": {"type": "object"},
+                       "description": "the next options of the same model by the same rule"},
     },
 }
 
@@ -68,6 +80,10 @@ SPEC = {
                 _param("ctx", {"type": "integer", "minimum": 512, "maximum": 1048576}, "context length (8192)"),
                 _param("use", {"type": "string", "enum": ["", "chat", "code", "reasoning", "long"]}, "what for"),
                 _param("min_speed", {"type": "number", "minimum": 0, "maximum": 10000}, "minimum tokens/s (8)"),
+                _param("runtime", {"type": "string", "enum": ["llmsite", "llama-server", "lmstudio", "ollama"]},
+                       "the program that runs the model (llmsite)"),
+                _param("ram_reserve_gib", {"type": "number", "minimum": 0, "maximum": 4096},
+                       "RAM kept for other programs (15% of the RAM, at least 4 GiB)"),
             ],
             "responses": {
                 "200": {"description": "Ranked results", "content": {"application/json": {"schema": {

@@ -91,11 +91,16 @@ NEEDS_IMATRIX = {"IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_X
 REPACK_TYPES = {"Q4_0", "Q4_K", "IQ4_NL"}
 
 
+# Names people and repositories use for a file type llama.h spells otherwise ("gpt-oss-20b-mxfp4.gguf").
+ALIASES = {"MXFP4": "MXFP4_MOE"}
+
+
 def normalize_name(name: str) -> str:
-    """'q4_k_m', 'Q4_K_M', 'MOSTLY_Q4_K_M' -> 'Q4_K_M'."""
+    """'q4_k_m', 'Q4_K_M', 'MOSTLY_Q4_K_M' -> 'Q4_K_M'; 'MXFP4' -> 'MXFP4_MOE'."""
     key = name.strip().upper().replace("-", "_")
     if key.startswith("MOSTLY_"):
         key = key[len("MOSTLY_"):]
+    key = ALIASES.get(key, key)
     if key not in DEFAULT_TYPE:
         raise ValueError(f"unknown quantization type {name!r}")
     return key
@@ -326,6 +331,9 @@ class ShapeSpec:
     kv_lora_rank: int = 0       # multi-head latent attention (DeepSeek V2/V3): compressed KV width
     q_lora_rank: int = 0
     rope_dim: int = 0
+    # The type the model's expert tensors keep whatever the file type (gpt-oss: MXFP4, the format it was
+    # post-trained in; its GGUF files from Q2_K to F16 all keep the experts so). "": the file type's mix.
+    expert_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -406,7 +414,12 @@ def model_sizes(spec: ShapeSpec, ftype: str, imatrix: bool | None = None) -> Mod
     for il in range(spec.n_layer):
         d = x = r = 0
         for cat, ncols, n, quantizable in _block_tensors(spec, il):
-            ggml_type = tensor_type(ctx, cat, il, ncols) if quantizable else "F32"
+            if not quantizable:
+                ggml_type = "F32"
+            elif spec.expert_type and cat.endswith("_exps"):
+                ggml_type = spec.expert_type
+            else:
+                ggml_type = tensor_type(ctx, cat, il, ncols)
             size = tensor_bytes(ggml_type, n)
             if ggml_type in REPACK_TYPES:
                 r += size

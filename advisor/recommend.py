@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 from django.db.models import Count, Max
@@ -25,8 +26,19 @@ DEFAULT_CTX = 8192
 DEFAULT_RAM_GIB = 32
 # About reading speed: people read 4-8 words a second, a word is about 1.3 tokens.
 DEFAULT_MIN_SPEED = 8.0
-# Quality scores are only comparable on one benchmark; models scored on another rank after these.
-RANKING_BENCHMARK = "MMLU-Pro"
+# Above this, a faster answer is no better to read: skimming speed (about 15 words a second).
+COMFORTABLE_SPEED = 20.0
+# Share of the score speed moves between the floor and COMFORTABLE_SPEED.
+SPEED_WEIGHT = 0.10
+# The most of a model's quality a quantization's divergence can take away (the KLD rule below).
+MAX_QUANT_COST = 0.5
+# 1- and 2-bit quantizations: offered only where nothing better meets the speed floor.
+LOW_BIT_BPW = 3.0
+LOW_BIT_NAMES = {"Q2_K", "Q2_K_S"}
+# The estimate rule's slope: quality points per doubling of effective size (see estimated_quality).
+ESTIMATE_SLOPE = 4.0
+RUNTIMES = est.RUNTIMES
+DEFAULT_RUNTIME = est.DEFAULT_RUNTIME_NAME
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,8 @@ class Question:
     ctx: int = DEFAULT_CTX
     use: str = ""
     min_speed: float = DEFAULT_MIN_SPEED
+    runtime: str = DEFAULT_RUNTIME
+    ram_reserve_gib: float | None = None   # None: max(4 GiB, 15% of the RAM) (estimate.default_ram_reserve)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v not in (None, "")}
@@ -67,7 +81,7 @@ def architecture_for(model: LanguageModel, quant_name: str | None = None, known_
         n_ff_expert=model.n_ff_expert or 0, n_expert_shared=model.n_shared_expert,
         n_layer_dense_lead=model.n_dense_layers, tied_embeddings=model.tied_embeddings,
         attn_bias=model.arch in ATTN_BIAS_ARCHS, qk_norm=model.arch in QK_NORM_ARCHS, arch=model.arch,
-        name=model.name,
+        expert_type=model.expert_tensor_type, name=model.name,
     )
     if not known_size or not quant_name:
         return arch
@@ -83,13 +97,99 @@ def architecture_for(model: LanguageModel, quant_name: str | None = None, known_
     )
 
 
-def quality_after_quant(quality: float, kld: float | None) -> float:
-    """Ranking score: the model's benchmark score, lowered by the quantization's divergence from F16.
+# --------------------------------------------------------------------------------------------------
+# The ranking rule (README: "How the advisor ranks").  One number per option, on the catalog's quality scale:
+#
+#     score = quality for the use  x  (1 - quantization cost)  x  speed factor
+#
+# - quality: the model's figure on the one scale (`quality`), or its coding / reasoning figure for the uses
+#   "code" / "reasoning" where the catalog has one; a model without a sourced figure gets estimated_quality().
+# - quantization cost = min(MAX_QUANT_COST, KLD / 2), the quant's mean KL divergence against F16 measured by
+#   llama.cpp (Quantization.kld): Q8_0 0.07%, Q4_K_M 1.6%, Q3_K_M 5.1%, Q2_K 22%, IQ2_XXS 41%.  Only the
+#   tensors the quant changes pay it: a model that keeps its experts in their native type (gpt-oss, MXFP4)
+#   pays on its other tensors only, and its native file pays nothing.
+# - speed factor = 1 - SPEED_WEIGHT + SPEED_WEIGHT * s, s = ln(speed / floor) / ln(comfortable / floor)
+#   clipped to 0..1, comfortable = max(COMFORTABLE_SPEED, 1.5 x floor): at the floor an option keeps 90% of
+#   its quality, from a comfortable reading speed on 100%.  Below the floor an option is not offered.
+# - 1- and 2-bit quants (under LOW_BIT_BPW bits a weight, or Q2_K) compete only when no better quant of the
+#   model meets the floor, and are marked low_bit.
+# Every real placement of every quant (all on the GPU, layers split, experts in RAM) is scored by the same
+# rule; the best is the model's answer, the next ones its runners-up.
 
-    A heuristic, not a measurement: half the mean KL divergence is taken off as a share, capped at 50%
-    (Q4_K_M loses about 1.5%, Q2_K about 22%).
+
+def is_low_bit(name: str, bits_per_weight: float) -> bool:
+    return bits_per_weight < LOW_BIT_BPW or name in LOW_BIT_NAMES
+
+
+def quant_cost(kld: float | None, native_share: float = 0.0, native: bool = False) -> float:
+    """Share of quality a quantization takes away: KLD / 2, at most MAX_QUANT_COST, on the tensors it changes."""
+    if native:
+        return 0.0
+    return min(MAX_QUANT_COST, (kld or 0.0) / 2) * (1.0 - native_share)
+
+
+def speed_factor(speed: float, floor: float) -> float:
+    floor = max(floor, 1.0)
+    comfortable = max(COMFORTABLE_SPEED, 1.5 * floor)
+    if speed <= floor:
+        share = 0.0
+    elif speed >= comfortable:
+        share = 1.0
+    else:
+        share = math.log(speed / floor) / math.log(comfortable / floor)
+    return 1.0 - SPEED_WEIGHT + SPEED_WEIGHT * share
+
+
+def quality_for_use(model, use: str) -> tuple[float, str]:
+    """(figure, which one): the coding or reasoning figure for those uses where there is one."""
+    if use == "code" and model.quality_code is not None:
+        return model.quality_code, "code"
+    if use == "reasoning" and model.quality_reasoning is not None:
+        return model.quality_reasoning, "reasoning"
+    return model.quality, "general"
+
+
+def effective_size(params_b: float, active_params_b: float) -> float:
+    """Billions of parameters a model's quality goes with: sqrt(total x active) (= total for dense models)."""
+    return math.sqrt(params_b * active_params_b)
+
+
+def estimated_quality(target, sourced) -> float:
+    """The documented estimate for a model without a sourced figure (README: "How the advisor ranks").
+
+    Within its family: interpolate in log2(effective size) between the nearest sourced sizes below and
+    above; with sourced sizes on one side only, the nearest one plus ESTIMATE_SLOPE points per doubling; with
+    none in the family, the median over all sourced models of (quality - slope x log2 size), plus the slope
+    x log2 of its own size.  Clamped to 1..100, one decimal.
     """
-    return quality * (1 - min(0.5, (kld or 0) / 2))
+    size = effective_size(target.params_b, target.active_params_b)
+    family = [m for m in sourced if m.family == target.family]
+
+    def groups(members):
+        out = {}
+        for m in members:
+            out.setdefault(effective_size(m.params_b, m.active_params_b), []).append(m.quality)
+        return {e: sum(q) / len(q) for e, q in out.items()}
+
+    if family:
+        g = groups(family)
+        below = [e for e in g if e <= size]
+        above = [e for e in g if e >= size]
+        if below and above:
+            lo, hi = max(below), min(above)
+            q = g[lo] if hi == lo else g[lo] + (g[hi] - g[lo]) * math.log2(size / lo) / math.log2(hi / lo)
+        else:
+            base = max(below) if below else min(above)
+            q = g[base] + ESTIMATE_SLOPE * math.log2(size / base)
+    elif sourced:
+        offsets = sorted(m.quality - ESTIMATE_SLOPE * math.log2(effective_size(m.params_b, m.active_params_b))
+                         for m in sourced)
+        mid = len(offsets) // 2
+        k = offsets[mid] if len(offsets) % 2 else (offsets[mid - 1] + offsets[mid]) / 2
+        q = k + ESTIMATE_SLOPE * math.log2(size)
+    else:
+        q = 0.0
+    return round(min(100.0, max(1.0, q)), 1)
 
 
 @dataclass
@@ -106,6 +206,11 @@ class ModelEntry:
     is_moe: bool
     archs: dict = field(default_factory=dict)  # quant name -> Architecture (with measured size when known)
     measured: set = field(default_factory=set)  # quants whose size is a measured file size
+    quality_estimated: bool = False
+    quality_code: float | None = None
+    quality_reasoning: float | None = None
+    expert_tensor_type: str = ""
+    native_share: float = 0.0                  # share of the weights kept in expert_tensor_type
 
 
 @dataclass
@@ -114,6 +219,17 @@ class QuantEntry:
     bits_per_weight: float
     kld: float | None
     recommended: bool
+
+    @property
+    def low_bit(self) -> bool:
+        return is_low_bit(self.name, self.bits_per_weight)
+
+
+def offered(model: ModelEntry, q: QuantEntry) -> bool:
+    """A native-format quant (MXFP4) only for the models that ship in it."""
+    if q.name in quant_types.ALIASES:
+        return model.expert_tensor_type == q.name
+    return True
 
 
 class CatalogSnapshot:
@@ -127,16 +243,26 @@ class CatalogSnapshot:
             if _known_quant(q.name)
         ]
         known = {(k.model_id, k.quant.name): k.size_bytes for k in KnownFile.objects.select_related("quant")}
+        rows = list(LanguageModel.objects.all())
+        sourced = [m for m in rows if not m.quality_estimated]
         self.models = []
-        for m in LanguageModel.objects.all():
-            entry = ModelEntry(m.slug, m.name, m.family, m.quality, m.quality_benchmark, list(m.uses or []),
-                               m.context_length,
-                               m.params_b, m.active_params_b, m.is_moe)
+        for m in rows:
+            quality = estimated_quality(m, sourced) if m.quality_estimated else m.quality
+            entry = ModelEntry(m.slug, m.name, m.family, quality, m.quality_benchmark, list(m.uses or []),
+                               m.context_length, m.params_b, m.active_params_b, m.is_moe,
+                               quality_estimated=m.quality_estimated, quality_code=m.quality_code,
+                               quality_reasoning=m.quality_reasoning, expert_tensor_type=m.expert_tensor_type)
             for q in self.quants:
                 size = known.get((m.pk, q.name))
                 entry.archs[q.name] = architecture_for(m, q.name, size)
                 if size:
                     entry.measured.add(q.name)
+            if m.expert_tensor_type and entry.archs:
+                arch = next(iter(entry.archs.values()))
+                total, _active = arch.n_params()
+                experts = 3 * arch.n_embd * (arch.n_ff_expert or arch.n_ff) * arch.n_expert * (
+                    arch.n_layer - arch.n_layer_dense_lead)
+                entry.native_share = min(1.0, experts / total) if total else 0.0
             self.models.append(entry)
         self.by_slug = {m.slug: m for m in self.models}
 
@@ -159,32 +285,59 @@ def snapshot() -> CatalogSnapshot:
     return _SNAPSHOT
 
 
-def hardware_for(gpu: GPU | None, vram_gib: float | None, ram_gib: float) -> est.Hardware:
+# A unified-memory device the catalog gives no share: Apple's Metal default, else half the RAM (assumed).
+OTHER_UNIFIED_SHARE = 0.5
+
+
+def hardware_for(gpu: GPU | None, vram_gib: float | None, ram_gib: float,
+                 ram_reserve_gib: float | None = None) -> est.Hardware:
     ram = int(ram_gib * GIB)
+    reserve = int(ram_reserve_gib * GIB) if ram_reserve_gib is not None else None
     if gpu is None and not vram_gib:
-        return est.Hardware(backend="cpu", ram_total=ram)
+        return est.Hardware(backend="cpu", ram_total=ram, ram_reserved=reserve)
     if gpu is None:  # only a VRAM size: a typical current NVIDIA card's speed
         return est.Hardware(backend="cuda", vram_total=int(vram_gib * GIB), gpu_bandwidth=450e9,
-                            gpu_fp16_flops=60e12, ram_total=ram, name=f"{vram_gib:g} GiB GPU")
+                            gpu_fp16_flops=60e12, ram_total=ram, name=f"{vram_gib:g} GiB GPU", ram_reserved=reserve)
     vram = vram_gib or max(gpu.vram_gib)
     if gpu.unified_memory:
-        # On Apple Silicon the "VRAM" is the Mac's memory, which the GPU shares with everything else.
+        # The "VRAM" of a unified-memory device is the machine's memory, which the GPU shares with everything
+        # else; the GPU may use the catalog's share of it.
+        share = gpu.gpu_memory_share or (None if gpu.vendor == "apple" else OTHER_UNIFIED_SHARE)
         return est.Hardware(backend=gpu.backend, ram_total=int(vram * GIB), unified_memory=True,
+                            gpu_memory_fraction=share,
                             gpu_bandwidth=gpu.memory_bandwidth_gbs * 1e9, gpu_fp16_flops=gpu.fp16_tflops * 1e12,
-                            ram_bandwidth=gpu.memory_bandwidth_gbs * 1e9, name=gpu.name)
+                            ram_bandwidth=gpu.memory_bandwidth_gbs * 1e9, name=gpu.name, ram_reserved=reserve)
     return est.Hardware(backend=gpu.backend, vram_total=int(vram * GIB), gpu_bandwidth=gpu.memory_bandwidth_gbs * 1e9,
-                        gpu_fp16_flops=gpu.fp16_tflops * 1e12, ram_total=ram, name=gpu.name)
+                        gpu_fp16_flops=gpu.fp16_tflops * 1e12, ram_total=ram, name=gpu.name, ram_reserved=reserve)
 
 
-def result_row(model: ModelEntry, q: QuantEntry, estimate: est.Estimate) -> dict:
+def question_hardware(question: Question, gpu: GPU | None = None) -> est.Hardware:
+    if gpu is None and question.gpu:
+        gpu = GPU.objects.filter(slug=question.gpu).first()
+    return hardware_for(gpu, question.vram_gib, question.ram_gib, question.ram_reserve_gib)
+
+
+def score_of(model: ModelEntry, q: QuantEntry, speed: float, use: str, floor: float) -> dict:
+    """The rule's terms for one option (see the comment above is_low_bit)."""
+    quality, kind = quality_for_use(model, use)
+    cost = quant_cost(q.kld, model.native_share, native=q.name == model.expert_tensor_type)
+    factor = speed_factor(speed, floor)
+    return {"quality_used": round(quality, 2), "quality_kind": kind, "quant_cost": round(cost, 4),
+            "quant_cost_percent": round(100 * cost, 1),
+            "speed_factor": round(factor, 4), "score": round(quality * (1 - cost) * factor, 2)}
+
+
+def result_row(model: ModelEntry, q: QuantEntry, estimate: est.Estimate, use: str = "",
+               floor: float = DEFAULT_MIN_SPEED) -> dict:
     row = estimate.to_dict(explain=False)
     row.update(
         model=model.slug, model_name=model.name, family=model.family, quant=q.name,
         bits_per_weight=q.bits_per_weight, kld=q.kld, quality=model.quality,
-        quality_benchmark=model.quality_benchmark, comparable=model.quality_benchmark == RANKING_BENCHMARK,
-        score=round(quality_after_quant(model.quality, q.kld), 2), measured_size=q.name in model.measured,
+        quality_benchmark=model.quality_benchmark, quality_estimated=model.quality_estimated,
+        measured_size=q.name in model.measured, low_bit=q.low_bit,
         context_length=model.context_length, params_b=model.params_b, active_params_b=model.active_params_b,
     )
+    row.update(score_of(model, q, estimate.decode_tokens_per_s, use, floor))
     return row
 
 
@@ -195,80 +348,109 @@ def runs(row, min_speed: float) -> bool:
     return fits in ("full", "partial", "cpu") and speed >= min_speed
 
 
-def runtime_for(model: ModelEntry, hardware: est.Hardware, ctx: int) -> est.Runtime:
-    # Flash attention on wherever there is a GPU: the chat worker loads models the same way.
-    return est.Runtime(n_ctx=min(ctx, model.context_length), flash_attn=hardware.has_gpu)
+def runtime_for(model: ModelEntry, hardware: est.Hardware, ctx: int, runtime: str = DEFAULT_RUNTIME) -> est.Runtime:
+    """The estimator's settings for the program the person runs (est.RUNTIMES: its defaults)."""
+    profile = RUNTIMES[runtime]
+    return est.Runtime(n_ctx=min(ctx, model.context_length), flash_attn=profile.flash_attn and hardware.has_gpu,
+                       swa_full=profile.swa_full, n_batch=profile.n_batch, n_ubatch=profile.n_ubatch,
+                       vram_margin=profile.vram_margin)
 
 
-def evaluate(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, ctx: int) -> dict:
+def evaluate(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, ctx: int, runtime: str = DEFAULT_RUNTIME,
+             placement: tuple[int, int] | None = None, use: str = "", floor: float = DEFAULT_MIN_SPEED) -> dict:
     """The full answer for one model and quantization (memory breakdown, both speeds)."""
-    return result_row(model, q, est.estimate(model.archs[q.name], q.name, runtime_for(model, hardware, ctx), hardware))
+    e = est.estimate(model.archs[q.name], q.name, runtime_for(model, hardware, ctx, runtime), hardware, placement)
+    return result_row(model, q, e, use, floor)
 
 
-def model_rows(model: ModelEntry, hardware: est.Hardware, ctx: int, quants) -> list[dict]:
-    return [evaluate(model, q, hardware, ctx) for q in quants]
+def model_rows(model: ModelEntry, hardware: est.Hardware, ctx: int, quants, runtime: str = DEFAULT_RUNTIME,
+               use: str = "", floor: float = DEFAULT_MIN_SPEED) -> list[dict]:
+    return [evaluate(model, q, hardware, ctx, runtime, use=use, floor=floor) for q in quants if offered(model, q)]
 
 
-def placements(models, quants, hardware: est.Hardware, ctx: int) -> dict:
-    """(model slug, quant name) -> est.Ranked for every pair: placement and decode speed, no more.
+def placements(models, quants, hardware: est.Hardware, ctx: int, runtime: str = DEFAULT_RUNTIME,
+               every_placement: bool = False) -> dict:
+    """(model slug, quant name) -> est.Ranked (the fastest placement) or, with every_placement, a list of them.
 
     est.rank() takes one runtime, so models are grouped by the context they would run with.
     """
     by_runtime = {}
     for model in models:
-        pairs = by_runtime.setdefault(runtime_for(model, hardware, ctx), [])
-        pairs.extend((model.archs[q.name], q.name) for q in quants)
+        pairs = by_runtime.setdefault(runtime_for(model, hardware, ctx, runtime), [])
+        pairs.extend((model.archs[q.name], q.name) for q in quants if offered(model, q))
     owner = {id(model.archs[q.name]): model.slug for model in models for q in quants}
     placed = {}
-    for runtime, pairs in by_runtime.items():
-        for row in est.rank(pairs, runtime, hardware, include_no=True):
-            placed[(owner[id(row.architecture)], row.quant)] = row
+    for rt, pairs in by_runtime.items():
+        for row in est.rank(pairs, rt, hardware, include_no=True, every_placement=every_placement):
+            key = (owner[id(row.architecture)], row.quant)
+            if every_placement:
+                placed.setdefault(key, []).append(row)
+            else:
+                placed[key] = row
     return placed
 
 
-def best_quant(model: ModelEntry, quants, placed: dict, min_speed: float):
-    """Highest bits first: the first that runs entirely on the GPU fast enough; without one, the first that runs
-    fast enough with part of the model in RAM. Returns (best or None, fastest that loads or None)."""
-    first_running = fastest = None
+def choose(model: ModelEntry, quants, placed: dict, question: Question) -> tuple[list, object]:
+    """Every option of one model that meets the floor, best first by the rule, and the fastest that loads.
+
+    Low-bit quants are dropped when any other quant meets the floor.
+    """
+    running, fastest = [], None
     for q in quants:
-        row = placed[(model.slug, q.name)]
-        if runs(row, min_speed):
-            if row.fits == "full":
-                return q, None
-            first_running = first_running or q
-        elif row.fits != "no" and (fastest is None or row.decode_tokens_per_s > placed[(model.slug, fastest.name)]
-                                   .decode_tokens_per_s):
-            fastest = q
-    return first_running, fastest
+        for row in placed.get((model.slug, q.name), []):
+            if runs(row, question.min_speed):
+                terms = score_of(model, q, row.decode_tokens_per_s, question.use, question.min_speed)
+                running.append((terms["score"], row.decode_tokens_per_s, q, row))
+            elif row.fits != "no" and (fastest is None or row.decode_tokens_per_s > fastest[1].decode_tokens_per_s):
+                fastest = (q, row)
+    if any(not q.low_bit for _s, _v, q, _r in running):
+        running = [option for option in running if not option[2].low_bit]
+    # ties (gpt-oss: its Q8_0 file is its MXFP4 file) go to the model's native format, then to more bits
+    running.sort(key=lambda o: (o[0], o[1], o[2].name == model.expert_tensor_type, o[2].bits_per_weight),
+                 reverse=True)
+    return running, fastest
 
 
-def answer(question: Question, catalog: CatalogSnapshot | None = None) -> dict:
-    """Ranked results, what almost fits, and what would fit with a shorter context."""
+def _runner_up(q: QuantEntry, row, score: float) -> dict:
+    return {"quant": q.name, "placement": row.kind, "n_gpu_layers": row.n_gpu_layers, "n_cpu_moe": row.n_cpu_moe,
+            "decode_tokens_per_s": round(row.decode_tokens_per_s, 2), "gpu_bytes": row.gpu_bytes,
+            "cpu_bytes": row.cpu_bytes, "score": score, "low_bit": q.low_bit}
+
+
+def answer(question: Question, catalog: CatalogSnapshot | None = None, gpu: GPU | None = None) -> dict:
+    """Ranked results (each with its runners-up), what almost fits, and what would fit with a shorter context."""
     catalog = catalog or snapshot()
-    gpu = GPU.objects.filter(slug=question.gpu).first() if question.gpu else None
-    hardware = hardware_for(gpu, question.vram_gib, question.ram_gib)
+    hardware = question_hardware(question, gpu)
     quants = [q for q in catalog.quants if q.recommended]
     models = [m for m in catalog.models if not question.use or question.use in m.uses]
-    placed = placements(models, quants, hardware, question.ctx)
+    placed = placements(models, quants, hardware, question.ctx, question.runtime, every_placement=True)
     results, almost, alternatives = [], [], []
     for model in models:
-        best, fastest = best_quant(model, quants, placed, question.min_speed)
-        if best:
-            results.append(evaluate(model, best, hardware, question.ctx))
-        elif fastest and placed[(model.slug, fastest.name)].decode_tokens_per_s >= 0.5 * question.min_speed:
-            almost.append(evaluate(model, fastest, hardware, question.ctx))
+        running, fastest = choose(model, quants, placed, question)
+        if running:
+            _score, _speed, q, row = running[0]
+            result = evaluate(model, q, hardware, question.ctx, question.runtime,
+                              (row.n_gpu_layers, row.n_cpu_moe), question.use, question.min_speed)
+            result["runners_up"] = [_runner_up(oq, orow, oscore) for oscore, _v, oq, orow in running[1:4]]
+            results.append(result)
+        elif fastest and fastest[1].decode_tokens_per_s >= 0.5 * question.min_speed:
+            q, row = fastest
+            almost.append(evaluate(model, q, hardware, question.ctx, question.runtime,
+                                   (row.n_gpu_layers, row.n_cpu_moe), question.use, question.min_speed))
         elif len(alternatives) < 8:
             shorter = _with_shorter_context(model, quants, hardware, question)
             if shorter:
                 alternatives.append(shorter)
-    order = lambda r: (not r["comparable"], -r["score"], -r["decode_tokens_per_s"])  # noqa: E731
+    order = lambda r: (-r["score"], -r["decode_tokens_per_s"])  # noqa: E731
     results.sort(key=order)
     almost.sort(key=order)
     alternatives.sort(key=order)
     return {
         "catalog_version": catalog.version,
         "hardware": {"name": hardware.name or "CPU only", "backend": hardware.backend,
-                     "vram_bytes": hardware.gpu_budget_total, "ram_bytes": hardware.ram_total},
+                     "vram_bytes": hardware.gpu_budget_total, "ram_bytes": hardware.ram_total,
+                     "ram_reserve_bytes": hardware.ram_reserve},
+        "runtime": question.runtime,
         "results": results,
         "almost": almost[:8],
         "alternatives": alternatives,
@@ -278,24 +460,28 @@ def answer(question: Question, catalog: CatalogSnapshot | None = None) -> dict:
 def _with_shorter_context(model, quants, hardware, question) -> dict | None:
     ctx = min(question.ctx, model.context_length) // 2
     while ctx >= 2048:
-        best, _fastest = best_quant(model, quants, placements([model], quants, hardware, ctx), question.min_speed)
-        if best:
-            return evaluate(model, best, hardware, ctx)
+        placed = placements([model], quants, hardware, ctx, question.runtime, every_placement=True)
+        running, _fastest = choose(model, quants, placed, question)
+        if running:
+            _score, _speed, q, row = running[0]
+            return evaluate(model, q, hardware, ctx, question.runtime, (row.n_gpu_layers, row.n_cpu_moe),
+                            question.use, question.min_speed)
         ctx //= 2
     return None
 
 
-def offload_curve(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, ctx: int, points: int = 11) -> list:
+def offload_curve(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, ctx: int, points: int = 11,
+                  runtime: str = DEFAULT_RUNTIME) -> list:
     """Decode tokens/s at evenly spaced GPU-offload shares (0% .. 100% of the layers)."""
     n_layers = model.archs[q.name].n_layer + 1
-    runtime = est.Runtime(n_ctx=min(ctx, model.context_length), flash_attn=hardware.has_gpu)
+    rt = runtime_for(model, hardware, ctx, runtime)
     # Speed at an offload that would not fit is still drawn: the chart shows where the limit is.
     roomy = replace(hardware, vram_total=max(hardware.vram_total, 1 << 50), vram_free=None)
-    limit = est.estimate(model.archs[q.name], q.name, runtime, hardware).n_gpu_layers
+    limit = est.estimate(model.archs[q.name], q.name, rt, hardware).n_gpu_layers
     curve = []
     for i in range(points):
         layers = round(n_layers * i / (points - 1))
-        e = est.estimate(model.archs[q.name], q.name, replace(runtime, n_gpu_layers=layers), roomy)
+        e = est.estimate(model.archs[q.name], q.name, replace(rt, n_gpu_layers=layers), roomy)
         curve.append({"offload": i / (points - 1), "n_gpu_layers": layers, "tokens_per_s": e.decode_tokens_per_s,
                       "fits": layers <= limit})
     return curve

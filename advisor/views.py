@@ -206,8 +206,9 @@ def model_detail(request, slug):
         return render(request, "advisor/model.html", {**form_context(form), "model": model})
     question = form.question()
     gpu = GPU.objects.filter(slug=question.gpu).first() if question.gpu else None
-    hardware = recommend.hardware_for(gpu, question.vram_gib, question.ram_gib)
-    rows = recommend.model_rows(model, hardware, question.ctx, catalog.quants)
+    hardware = recommend.question_hardware(question, gpu)
+    rows = recommend.model_rows(model, hardware, question.ctx, catalog.quants, question.runtime, question.use,
+                                question.min_speed)
     capacity = hardware.gpu_budget_total
     for row in rows:
         row["bars"] = _bars(row, capacity)
@@ -217,7 +218,8 @@ def model_detail(request, slug):
     chart = None
     if chosen:
         q = next(q for q in catalog.quants if q.name == chosen["quant"])
-        chart = charts.offload_chart(recommend.offload_curve(model, q, hardware, question.ctx))
+        chart = charts.offload_chart(recommend.offload_curve(model, q, hardware, question.ctx,
+                                                             runtime=question.runtime))
     _attach_measurements(rows)
     _attach_local(rows)
     return render(request, "advisor/model.html", {

@@ -1,15 +1,15 @@
-"""Load the curated catalog shipped in advisor/seed/ (GPUs, models, quantizations, measured file sizes).
+"""Loaded the curated catalog shipped in advisor/seed/ (GPUs, models, quantizations, measured file sizes).
 
-Later corrections ship as new migrations or through the admin; this one only runs on a fresh database.
+Since 0004 the seed is loaded there, whole: the seed now has fields and choices (segment "soc", quality_code,
+...) that the models of 0002's time would refuse, and a fresh database gets every row from 0004 anyway.
+Databases that ran this before keep what it loaded; 0004 re-loads the seed over it.
 """
 
 from django.db import migrations
 
 
 def load_seed(apps, schema_editor):
-    from advisor.catalog_io import import_catalog, read_seed
-
-    import_catalog(read_seed(), apps=apps)
+    """Nothing any more: 0004_catalog_2026_fields loads the seed with the fields it has."""
 
 
 def unload_seed(apps, schema_editor):

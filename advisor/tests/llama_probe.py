@@ -117,15 +117,16 @@ def runtime_for(config: dict):
 
 def compare(path) -> tuple[list[dict], list[dict]]:
     """(memory rows, speed rows): the estimate beside llama.cpp's own figures for one GGUF file."""
-    from advisor.estimate import Hardware, estimate
+    from advisor.estimate import estimate
     from advisor.gguf_info import read_gguf
+    from advisor.hardware import this_machine
 
     info = read_gguf(path)
     arch = info.architecture
     short = os.path.basename(str(path)).removesuffix(".gguf")
     configs = configs_for(arch)
     results = measure(str(path), configs)
-    hw = Hardware.this_machine()
+    hw = this_machine()
     rows, speed, timed = [], [], []
     for cfg, res in zip(configs, results, strict=True):
         e = estimate(arch, None, runtime_for(cfg), hw)

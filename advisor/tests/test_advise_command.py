@@ -63,3 +63,29 @@ def test_a_malformed_gguf_gives_a_clear_error(tmp_path):
     bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + b"\xff" * 20)
     with pytest.raises(CommandError, match="truncated or malformed|malformed|truncated"):
         call_command("advise", "--gguf", str(bad))
+
+
+def test_a_catalog_gpu_with_one_of_its_memory_sizes():
+    small = advise("--model", "qwen3-14b", "--quant", "Q4_K_M", "--gpu", "nvidia-geforce-rtx-4060-ti",
+                   "--vram-gib", "8")
+    large = advise("--model", "qwen3-14b", "--quant", "Q4_K_M", "--gpu", "nvidia-geforce-rtx-4060-ti",
+                   "--vram-gib", "16")
+    assert small["fits"] == "partial" and large["fits"] == "full"
+
+
+def test_the_runtime_brings_its_defaults():
+    site = advise("--model", "gemma-3-12b-it", "--quant", "Q4_K_M", "--gpu", "nvidia-geforce-rtx-3060",
+                  "--ctx", "16384")
+    server = advise("--model", "gemma-3-12b-it", "--quant", "Q4_K_M", "--gpu", "nvidia-geforce-rtx-3060",
+                    "--ctx", "16384", "--runtime", "llama-server")
+    # llama-server keeps only the window's cells in Gemma's sliding-window layers (swa_full false)
+    assert server["kv_cache_bytes"] < site["kv_cache_bytes"]
+    assert server["gpu_budget_bytes"] < site["gpu_budget_bytes"]   # --fit keeps 1 GiB free
+
+
+def test_the_ram_reserve_is_an_option():
+    result = advise("--model", "llama-3.1-8b-instruct", "--quant", "Q4_K_M", "--vram-gib", "4", "--ram-gib", "16",
+                    "--ram-reserve-gib", "2")
+    assert result["ram_reserve_bytes"] == 2 * 2**30
+    with pytest.raises(CommandError, match="ram-reserve"):
+        advise("--model", "llama-3.1-8b-instruct", "--quant", "Q4_K_M", "--ram-gib", "16", "--ram-reserve-gib", "20")

@@ -63,3 +63,14 @@ def test_bad_parameters_answer_400_naming_each_field(client, params, fields):
 
 def test_the_api_refuses_other_methods(client):
     assert client.post("/api/advisor/recommendations", {"vram_gib": 8}).status_code == 405
+
+
+def test_recommendations_take_a_runtime_and_a_ram_reserve_and_say_how_each_row_scored(client):
+    data = client.get("/api/advisor/recommendations", {"gpu": "nvidia-geforce-rtx-3060", "runtime": "ollama",
+                                                      "ram_reserve_gib": 6}).json()
+    assert data["inputs"]["runtime"] == "ollama" and data["inputs"]["ram_reserve_gib"] == 6
+    row = data["results"][0]
+    assert row["ram_reserve_bytes"] == 6 * 2**30
+    assert abs(row["score"] - row["quality_used"] * (1 - row["quant_cost"]) * row["speed_factor"]) < 0.05
+    bad = client.get("/api/advisor/recommendations", {"gpu": "nvidia-geforce-rtx-3060", "runtime": "vllm"})
+    assert bad.status_code == 400 and "runtime" in bad.json()["errors"]

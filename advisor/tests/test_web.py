@@ -28,8 +28,8 @@ def test_an_answer_ranks_models_that_run_on_the_gpu(client):
     assert response.status_code == 200
     answer = response.context["answer"]
     assert answer["results"], "an 8 GB card runs something from the catalog"
-    ranked = [(not row["comparable"], -row["score"]) for row in answer["results"]]
-    assert ranked == sorted(ranked), "MMLU-Pro scores first, best first; other benchmarks after"
+    ranked = [-row["score"] for row in answer["results"]]
+    assert ranked == sorted(ranked), "one scale: best score first"
     for row in answer["results"]:
         assert row["fits"] in ("full", "partial")
         assert row["decode_tokens_per_s"] >= 8
@@ -320,3 +320,14 @@ def test_staff_can_open_a_local_file_in_the_chat_loaded_as_the_answer_says(clien
 def test_people_who_are_not_staff_see_no_load_button(client, gemma_in_models_folder):
     html = client.get("/advisor/models/gemma-3-270m-it/", {"gpu": RTX_4060}).content.decode()
     assert "open-in-chat" not in html
+
+
+def test_the_share_page_keeps_the_runtime_and_each_row_says_why_it_ranks_there(client):
+    response = client.get("/advisor/", {"gpu": "nvidia-geforce-rtx-3060", "runtime": "ollama"})
+    html = response.content.decode()
+    assert "For Ollama." in html and html.count('class="muted small rank-reason"') >= len(
+        response.context["answer"]["results"]) > 0
+    share = SharedAnswer.objects.get(slug=response.context["share"].slug)
+    assert share.inputs["runtime"] == "ollama"
+    shared = client.get(reverse("advisor:shared", args=[share.slug])).content.decode()
+    assert "For Ollama." in shared and "runtime=ollama" in shared

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from advisor.hardware import detect_gpus
+from advisor.hardware import detect_gpus, this_machine
 
 logger = logging.getLogger(__name__)
 
@@ -16,13 +16,11 @@ _GPU_FP16_FLOPS = 50e12
 
 def server_hardware(gpus=None):
     """This server as the estimator sees it: its GPU with the most free memory (None: ask NVML), or the CPU."""
-    from advisor.estimate import Hardware
-
     gpus = detect_gpus() if gpus is None else gpus
     if not gpus:
-        return Hardware.this_machine()
+        return this_machine()
     gpu = max(gpus, key=lambda g: g.vram_free_bytes)
-    return Hardware.this_machine(
+    return this_machine(
         backend="cuda",
         vram_total=gpu.vram_total_bytes,
         vram_free=gpu.vram_free_bytes,

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from advisor import estimate as est
 from advisor import quant as quant_types
+from advisor.hardware import this_machine
 from advisor.models import GPU, KnownFile, LanguageModel
 from advisor.recommend import architecture_for, hardware_for
 
@@ -30,15 +31,21 @@ class Command(BaseCommand):
         source.add_argument("--gguf", metavar="PATH", help="a local GGUF file (only its header is read)")
         source.add_argument("--model", metavar="SLUG", help="a catalog model")
         parser.add_argument("--quant", metavar="TYPE", help="quantization for --model, e.g. Q4_K_M")
-        gpu = parser.add_mutually_exclusive_group()
-        gpu.add_argument("--gpu", metavar="SLUG", help="a catalog GPU")
-        gpu.add_argument("--vram-gib", type=positive_float, metavar="X", help="GPU memory in GiB")
+        parser.add_argument("--gpu", metavar="SLUG", help="a catalog GPU")
+        parser.add_argument("--vram-gib", type=positive_float, metavar="X",
+                            help="GPU memory in GiB (with --gpu: which of its sizes, e.g. the 8 or 16 GB card)")
         parser.add_argument("--ram-gib", type=positive_float, metavar="X", help="system RAM in GiB")
+        parser.add_argument("--ram-reserve-gib", type=float, metavar="X",
+                            help="RAM kept for the OS and other programs (default: 15%% of the RAM, at least 4 GiB)")
+        parser.add_argument("--runtime", choices=list(est.RUNTIMES), default=est.DEFAULT_RUNTIME_NAME,
+                            help="the program that runs the model: its defaults (flash attention, SWA cache, "
+                                 "GPU margin) apply unless given")
         parser.add_argument("--ctx", type=int, default=None, metavar="N", help="context length (default: 4096)")
         parser.add_argument("--n-gpu-layers", type=int, default=None, metavar="N",
                             help="layers on the GPU (-1: all; default: the largest that fits)")
         parser.add_argument("--kv-type", choices=KV_TYPES, default="f16")
-        parser.add_argument("--flash-attn", action="store_true")
+        parser.add_argument("--flash-attn", action="store_true", default=None,
+                            help="flash attention on (default: the runtime's)")
         parser.add_argument("--json", action="store_true", help="print one JSON object")
 
     def handle(self, *args, **o):
@@ -49,13 +56,17 @@ class Command(BaseCommand):
         if o["n_gpu_layers"] is not None and o["n_gpu_layers"] < -1:
             raise CommandError("--n-gpu-layers must be -1 (all) or a number of layers.")
         hardware = self._hardware(o)
-        runtime = est.Runtime(n_ctx=ctx, kv_type=o["kv_type"], flash_attn=o["flash_attn"],
-                              n_gpu_layers=o["n_gpu_layers"])
+        profile = est.RUNTIMES[o["runtime"]]
+        flash = o["flash_attn"] if o["flash_attn"] is not None else profile.flash_attn and hardware.has_gpu
+        runtime = est.Runtime(n_ctx=ctx, kv_type=o["kv_type"], flash_attn=flash, n_gpu_layers=o["n_gpu_layers"],
+                              swa_full=profile.swa_full, n_batch=profile.n_batch, n_ubatch=profile.n_ubatch,
+                              vram_margin=profile.vram_margin)
         result = est.estimate(arch, quant_name, runtime, hardware)
         if o["json"]:
             self.stdout.write(json.dumps(result.to_dict(), indent=2))
             return
-        self.stdout.write(f"{arch.name or 'model'} {quant_name or arch.quant} on {hardware.name or 'CPU'}")
+        self.stdout.write(f"{arch.name or 'model'} {quant_name or arch.quant} on {hardware.name or 'CPU'}, "
+                          f"{profile.label}")
         for line in result.explanation:
             self.stdout.write(f"  {line}")
 
@@ -87,14 +98,19 @@ class Command(BaseCommand):
 
     def _hardware(self, o):
         ram_gib = o["ram_gib"]
+        reserve = o["ram_reserve_gib"]
+        if reserve is not None and not 0 <= reserve < (ram_gib or 1e9):
+            raise CommandError("--ram-reserve-gib must be at least 0 and less than the RAM.")
         if o["gpu"]:
             gpu = GPU.objects.filter(slug=o["gpu"]).first()
             if gpu is None:
                 raise CommandError(f"No GPU {o['gpu']!r} in the catalog (see /api/advisor/gpus).")
-            return hardware_for(gpu, None, ram_gib or 32)
+            return hardware_for(gpu, o["vram_gib"], ram_gib or 32, reserve)
         if o["vram_gib"]:
-            return hardware_for(None, o["vram_gib"], ram_gib or 32)
-        machine = est.Hardware.this_machine()
+            return hardware_for(None, o["vram_gib"], ram_gib or 32, reserve)
+        machine = this_machine()
         if ram_gib:
-            return replace(machine, ram_total=int(ram_gib * est.GIB))
+            machine = replace(machine, ram_total=int(ram_gib * est.GIB))
+        if reserve is not None:
+            machine = replace(machine, ram_reserved=int(reserve * est.GIB))
         return machine

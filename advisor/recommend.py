@@ -405,8 +405,9 @@ def choose(model: ModelEntry, quants, placed: dict, question: Question) -> tuple
                 fastest = (q, row)
     if any(not q.low_bit for _s, _v, q, _r in running):
         running = [option for option in running if not option[2].low_bit]
-    # ties (gpt-oss: its Q8_0 file is its MXFP4 file) go to the model's native format, then to more bits
-    running.sort(key=lambda o: (o[0], o[1], o[2].name == model.expert_tensor_type, o[2].bits_per_weight),
+    # equal scores (gpt-oss: its Q8_0 file is nearly its MXFP4 file) go to the model's native format, then to
+    # the faster option, then to more bits
+    running.sort(key=lambda o: (o[0], o[2].name == model.expert_tensor_type, o[1], o[2].bits_per_weight),
                  reverse=True)
     return running, fastest
 

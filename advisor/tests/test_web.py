@@ -327,7 +327,8 @@ def test_the_share_page_keeps_the_runtime_and_each_row_says_why_it_ranks_there(c
     html = response.content.decode()
     assert "For Ollama." in html and html.count('class="muted small rank-reason"') >= len(
         response.context["answer"]["results"]) > 0
-    share = SharedAnswer.objects.get(slug=response.context["share"].slug)
-    assert share.inputs["runtime"] == "ollama"
-    shared = client.get(reverse("advisor:shared", args=[share.slug])).content.decode()
+    shared_at = share(client, gpu="nvidia-geforce-rtx-3060", runtime="ollama")["Location"]
+    slug = re.fullmatch(r"/advisor/r/([A-Za-z0-9_-]{8})/", shared_at).group(1)
+    assert SharedAnswer.objects.get(slug=slug).inputs["runtime"] == "ollama"
+    shared = client.get(reverse("advisor:shared", args=[slug])).content.decode()
     assert "For Ollama." in shared and "runtime=ollama" in shared

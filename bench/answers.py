@@ -68,6 +68,8 @@ def advisor_row(setup: dict) -> dict | None:
     gpu = GPU.objects.filter(slug=setup.get("gpu")).first() if setup.get("gpu") else None
     if model is None or quant is None or (setup.get("gpu") and gpu is None):
         return None
+    if (setup.get("runtime") or "llama-server") not in est.RUNTIMES:
+        return None  # not llama.cpp (MLX): nothing of ours to compare
     hw = recommend.hardware_for(gpu, setup.get("vram_gib"), setup.get("ram_gib") or 32)
     runtime = setup.get("runtime") or "llama-server"
     rt = recommend.runtime_for(model, hw, setup.get("ctx") or 4096, runtime)
@@ -88,6 +90,30 @@ def llmfit_row(setup: dict) -> dict | None:
         return None
     m = data["models"][0]
     return {"tok_s": m.get("estimated_tps"), "fit": m.get("fit_level"), "name": m.get("name")}
+
+
+RUNTIMES = {"llama-bench": "llama-server", "llama.cpp": "llama-server", "llama-server": "llama-server",
+            "lm-studio": "lmstudio", "lmstudio": "lmstudio", "ollama": "ollama", "llmsite": "llmsite"}
+
+
+def normalise(setup: dict) -> dict:
+    """A row of the catalog's setups file (decode_tok_s, source, context, placement) in this script's keys.
+
+    Rows already in this script's keys pass through; a runtime that is not llama.cpp (MLX) keeps its name and
+    is skipped by advisor_row.
+    """
+    row = dict(setup)
+    if "decode_tok_s" in row:
+        row.setdefault("measured_tok_s", row["decode_tok_s"])
+    if "source" in row:
+        row.setdefault("link", row["source"])
+    if "context" in row:
+        row.setdefault("ctx", row["context"])
+    if row.get("runtime"):
+        row["runtime"] = RUNTIMES.get(row["runtime"], row["runtime"])
+    if row.get("placement") == "gpu" or (row.get("n_gpu_layers") or 0) >= 99:
+        row["n_gpu_layers"] = None  # all layers
+    return row
 
 
 def _num(x, fmt="{:.1f}"):
@@ -157,7 +183,8 @@ def main():
     parser.add_argument("--no-llmfit", action="store_true")
     args = parser.parse_args()
     path = Path(args.setups)
-    setups = json.loads(path.read_text()) if path.exists() else []
+    data = json.loads(path.read_text()) if path.exists() else []
+    setups = [normalise(row) for row in (data["setups"] if isinstance(data, dict) else data)]
     if not path.exists():
         print(f"{path} not found: no setups to compare")
     with tempfile.TemporaryDirectory() as db_dir:

@@ -1,6 +1,7 @@
 """Whose address a request has (llmsite/proxy.py): the peer's, unless the peer is a trusted proxy."""
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -19,7 +20,9 @@ def seen_by_the_app(scope_type: str, peer: str, headers: list[tuple[bytes, bytes
 
     scheme = "http" if scope_type == "http" else "ws"
     scope = {"type": scope_type, "client": (peer, 5555), "headers": headers, "scheme": scheme}
-    asyncio.run(ClientAddressMiddleware(app, TRUSTED)(scope, None, None))
+    # A thread of its own: a session's Playwright (sync API) keeps an event loop running in the main thread.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, ClientAddressMiddleware(app, TRUSTED)(scope, None, None)).result()
     return seen
 
 

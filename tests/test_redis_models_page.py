@@ -2,6 +2,7 @@
 and a stale unload are refused with a message that says what to do, and nothing else changes."""
 
 import re
+import secrets
 import sys
 
 import pytest
@@ -17,7 +18,8 @@ STAFF, PASSWORD = "redis-staff", "redis-models-page-password-19"
 @pytest.fixture(scope="module")
 def redis_site(tmp_path_factory, redis_server):
     data_dir = tmp_path_factory.mktemp("redis-models-site")
-    running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env={"REDIS_URL": redis_server.url})
+    env = {"REDIS_URL": redis_server.url, "LLMSITE_REDIS_KEY": secrets.token_urlsafe(32)}
+    running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env=env)
     prepare_data_dir(data_dir, running.env)
     running.start()
     create_superuser(running, STAFF, PASSWORD)

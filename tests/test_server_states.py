@@ -118,8 +118,10 @@ def test_a_load_when_the_models_folder_cannot_be_listed_is_refused(staff, unread
 @pytest.mark.django_db
 def test_healthz_lists_the_gpus_nvml_reports(client, monkeypatch):
     install_gpus(monkeypatch, ("NVIDIA GeForce RTX 4060", 8.0, 7.0))
-    body = client.get("/healthz").json()
+    body = client.get("/healthz").json()  # anonymous: names only
     assert [gpu["name"] for gpu in body["gpus"]] == ["NVIDIA GeForce RTX 4060"]
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "x-long-password-9"))
+    body = client.get("/healthz").json()
     assert body["gpus"][0]["vram_total_bytes"] == 8 * 2**30 and body["gpus"][0]["driver_version"] == "550.54.14"
 
 

@@ -11,8 +11,9 @@ read in chunks, so the others keep going), and calls llama_decode once.
 
 Each slot remembers the tokens its KV cache holds. A new reply takes the free slot that last served its
 conversation, else an empty slot, else the free slot whose cached tokens share the longest prefix with its
-prompt if that is at least half of it, else the least recently used one; only the tokens after the shared prefix are evaluated. The stats of each reply say
-how many prompt tokens came from the cache and how many were evaluated.
+prompt if that is at least half of it, else the least recently used one; only the tokens after the shared
+prefix are evaluated. The stats of each reply say how many prompt tokens came from the cache and how many
+were evaluated.
 """
 
 from __future__ import annotations

@@ -68,7 +68,8 @@ class Reply:
 
 
 class Engine:
-    def __init__(self, llama, n_slots: int, n_ctx: int, n_batch: int = DEFAULT_BATCH, emit=None):
+    def __init__(self, llama, n_slots: int, n_ctx: int, n_batch: int = DEFAULT_BATCH, emit=None,
+                 kv_unified: bool = False):
         import llama_cpp
 
         self.native = llama_cpp
@@ -82,7 +83,7 @@ class Engine:
         params = llama_cpp.llama_context_params.from_buffer_copy(bytes(llama.context_params))
         params.n_ctx = self.n_ctx * self.n_slots
         params.n_seq_max = self.n_slots
-        params.kv_unified = False
+        params.kv_unified = kv_unified
         params.n_batch = self.n_batch
         params.n_ubatch = self.n_batch
         self.ctx = llama_cpp.llama_init_from_model(self.model, params)

@@ -86,6 +86,27 @@ def test_four_replies_run_at_once_and_stopping_one_leaves_the_others_complete(ba
 
 
 @pytest.mark.model
+def test_a_batched_reply_stops_within_one_token(batched):
+    transport, events, _ = batched
+    transport.send({"op": "generate", "job": 60, "messages": ask("a cat"), "options": {"max_tokens": 400}})
+    transport.send({"op": "generate", "job": 61, "messages": ask("a dog"), "options": {"max_tokens": 400}})
+    for _ in range(3):
+        until(events, lambda e: e["ev"] == "token" and e["job"] == 60)
+    seen = 3
+    while not events.empty():  # what is already in flight; after the stop at most one more token
+        event = events.get()
+        seen += event["ev"] == "token" and event["job"] == 60
+    transport.request_stop(60)
+    after = []
+    done = until(events, lambda e: e["ev"] == "done" and e["job"] == 60, seen=after)
+    assert done["status"] == "stopped"
+    assert sum(e["ev"] == "token" and e["job"] == 60 for e in after) <= 1
+    assert done["stats"]["tokens"] <= seen + 1
+    transport.request_stop(61)
+    assert until(events, lambda e: e["ev"] == "done" and e["job"] == 61)["status"] == "stopped"
+
+
+@pytest.mark.model
 def test_at_temperature_zero_a_batched_reply_is_the_reply_run_alone(batched):
     transport, events, _ = batched
     greedy = {"temperature": 0, "max_tokens": 32}
@@ -169,7 +190,7 @@ async def test_four_sockets_get_their_first_tokens_before_any_reply_finishes_and
         await wait_until_idle()
         assert get_manager().status()["parallel"] == 4
         for socket, topic in zip(sockets, TOPICS, strict=False):
-            await socket.send(send(topic))
+            await socket.send(send(topic, max_tokens=48))
         for socket in sockets[:4]:
             await socket.until("accepted")
         await sockets[4].send(send("a kite"))

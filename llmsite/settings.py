@@ -224,6 +224,9 @@ if _n_gpu_layers != "auto":
 LLMSITE_N_GPU_LAYERS = _n_gpu_layers
 
 # --- Limits on the chat socket (README: "Limits"); counted per web process, in memory ----------------------
+# Replies one worker writes at once (continuous batching, chat/worker/engine.py; each has its own n_ctx of
+# KV cache, so the KV memory is N times n_ctx's). 0: the one-at-a-time path without the engine.
+LLMSITE_PARALLEL = env_int("LLMSITE_PARALLEL", 4, minimum=0, maximum=64)
 LLMSITE_MAX_TOKENS = env_int("LLMSITE_MAX_TOKENS", 4096, minimum=1, maximum=1_048_576)
 LLMSITE_MAX_MESSAGE_CHARS = env_int("LLMSITE_MAX_MESSAGE_CHARS", 100_000, minimum=1, maximum=1_000_000)
 # daphne itself closes a WebSocket message over 1 MiB (close code 1009); this is the app's limit below that.

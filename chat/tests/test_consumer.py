@@ -81,12 +81,34 @@ async def test_stop_ends_the_reply_as_stopped_inside_the_worker(ws):
     await wait_until_idle(5)  # the worker really stopped: it is free at once, not after 400 tokens
 
 
+async def occupy_other_slots(ws, login) -> list:
+    """Clients writing long replies in every worker slot but one (ws's), so the next reply waits in line."""
+    await ws.send(send(max_tokens=2))  # the model is loaded: its number of slots is known
+    await ws.until("done")
+    await wait_until_idle()
+    busy = []
+    for i in range(get_manager().status()["parallel"] - 1):  # chat/tests/test_batching.py: several at once
+        _user, cookie = await login(f"busy{i}")
+        busy.append(Client(cookie))
+        assert (await busy[-1].connect())[0]
+        await busy[-1].send(send(max_tokens=400))
+        await busy[-1].until("token")
+    return busy
+
+
+async def release_slots(busy: list) -> None:
+    for client in busy:
+        await client.send({"type": "stop"})
+        await client.until("done")
+        await client.close()
+
+
 async def test_a_second_client_is_told_it_is_queued(ws, login):
+    busy = await occupy_other_slots(ws, login)
     _user, cookie = await login("bob")
     second = Client(cookie)
     assert (await second.connect())[0]
     try:
-        await wait_until_idle()
         await ws.send(send(max_tokens=200))
         await ws.until("token")
         await second.send(send("Hello!", max_tokens=4))
@@ -99,6 +121,7 @@ async def test_a_second_client_is_told_it_is_queued(ws, login):
         assert done["status"] == "complete"
     finally:
         await second.close()
+        await release_slots(busy)
 
 
 async def test_a_bad_frame_gets_an_error_and_the_connection_stays_usable(ws):
@@ -275,8 +298,8 @@ async def test_waiting_clients_see_their_queue_position_move(ws, login):
         assert (await socket.connect())[0]
         sockets.append(socket)
     second, third = sockets
+    busy = await occupy_other_slots(ws, login)
     try:
-        await wait_until_idle()
         await ws.send(send(max_tokens=300))
         await ws.until("token")
         await second.send(send("Hello!", max_tokens=200))
@@ -292,6 +315,7 @@ async def test_waiting_clients_see_their_queue_position_move(ws, login):
     finally:
         for socket in sockets:
             await socket.close()
+        await release_slots(busy)
 
 
 async def test_the_reply_is_written_to_the_database_while_it_streams(ws):

@@ -49,6 +49,13 @@ def test_it_refuses_a_bad_thread_count(settings):
         call_command("llmworker", "--threads", "0", "--n-gpu-layers", "0")
 
 
+@pytest.mark.parametrize("value", ["-1", "65"])
+def test_it_refuses_a_bad_parallel(settings, value):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    with pytest.raises(CommandError, match="--parallel must be a number from 0 to 64"):
+        call_command("llmworker", "--parallel", value, "--n-gpu-layers", "0")
+
+
 @pytest.mark.parametrize(("value", "parsed"), [("auto", None), ("AUTO", None), ("-1", -1), ("0", 0), ("12", 12)])
 def test_it_reads_n_gpu_layers_as_the_models_page_does(value, parsed):
     from chat.management.commands.llmworker import gpu_layers

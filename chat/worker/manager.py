@@ -44,11 +44,12 @@ class LoadSpec:
     kv_type: str
     auto: bool = False  # n_gpu_layers came from the advisor's estimate
     n_threads: int | None = None  # CPU threads; None: llama-cpp-python's (half the cores to decode, all for prompts)
+    parallel: int = 0  # replies at once through the batched engine (n_ctx each); 0: one at a time, no engine
 
     def command(self) -> dict:
         return {"op": "load", "path": str(self.path), "file_name": self.file_name, "n_gpu_layers": self.n_gpu_layers,
                 "n_ctx": self.n_ctx, "flash_attn": self.flash_attn, "kv_type": self.kv_type,
-                "n_threads": self.n_threads}
+                "n_threads": self.n_threads, "parallel": self.parallel}
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Job:
     tokens: int = 0  # token events received so far
     position: int = 0
     finished: bool = False
+    conversation: int | None = None  # the worker keeps this conversation's KV cache in a slot
 
     def deliver(self, event: dict) -> None:
         """Hand a worker event to this job's task; safe from any thread."""
@@ -86,7 +88,7 @@ class WorkerManager:
         self._error_code: str | None = None
         self._loaded: dict = {}
         self._queue: deque[Job] = deque()
-        self._current: Job | None = None
+        self._running: dict[int, Job] = {}  # message id -> job, at most the worker's parallel replies
         self._jobs: dict[int, Job] = {}
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,14 +110,16 @@ class WorkerManager:
                 "kv_type": spec.kv_type if spec else "f16",
                 "quant": loaded.get("quant"),
                 "queue_length": len(self._queue),
-                "busy": self._current is not None,
+                "busy": bool(self._running),
+                "parallel": self._capacity(),
+                "running": len(self._running),
                 "error": self._error,
                 "error_code": self._error_code,
                 "pid": self._transport.pid if self._transport else None,
             }
 
     def load(self, file_name: str, *, n_gpu_layers=None, n_ctx: int = 4096, flash_attn: bool = False,
-             kv_type: str = "f16", n_threads: int | None = None) -> None:
+             kv_type: str = "f16", n_threads: int | None = None, parallel: int = 0) -> None:
         """Load `file_name` from the models folder; returns at once, status() shows the progress.
 
         n_gpu_layers: a number, -1 for all, or None / "auto" for the advisor's estimate for this server.
@@ -133,7 +137,9 @@ class WorkerManager:
             from chat.worker.offload import auto_gpu_layers
 
             n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type)
-        spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads)
+        if not isinstance(parallel, int) or isinstance(parallel, bool) or not 0 <= parallel <= 64:
+            raise ValueError(f"parallel must be a number from 0 to 64; got {parallel!r}")
+        spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads, parallel)
         with self._lock:
             self._unloaded = False
             self._spec = spec
@@ -178,7 +184,7 @@ class WorkerManager:
                 if not settings["file_name"]:
                     raise ValueError("No model to load: put a .gguf file in the models folder, or install the "
                                      "default model with `make models`.")
-                self.load(**settings)
+                self.load(**settings, parallel=_configured_parallel())
             except ValueError as exc:
                 self._state, self._error, self._error_code = "error", str(exc), "model_load_failed"
                 self._fail_queued("model_load_failed", str(exc))
@@ -223,7 +229,7 @@ class WorkerManager:
     def stop(self, message_id: int) -> bool:
         """Stop a reply: the worker stops before its next token; a queued one never starts."""
         with self._lock:
-            if self._current is not None and self._current.message_id == message_id:
+            if message_id in self._running:
                 if self._transport is not None:
                     self._transport.request_stop(message_id)
                 return True
@@ -250,7 +256,7 @@ class WorkerManager:
     def job_ids(self) -> list[int]:
         """Replies this manager holds (running or queued)."""
         with self._lock:
-            return [job.message_id for job in ([self._current] if self._current else []) + list(self._queue)]
+            return [*self._running, *(job.message_id for job in self._queue)]
 
     def forget(self, job: Job) -> None:
         with self._lock:
@@ -278,12 +284,12 @@ class WorkerManager:
     def _on_event(self, event: dict) -> None:
         kind = event.get("ev")
         if kind in ("token", "done", "failed"):
-            job = self._current
-            if job is None or job.message_id != event.get("job"):
+            job = self._running.get(event.get("job"))
+            if job is None:
                 return
             job.deliver(event)
             if kind != "token":
-                self._current = None
+                del self._running[job.message_id]
                 self._dispatch()
             return
         if kind == "status":
@@ -306,10 +312,10 @@ class WorkerManager:
         logger.warning("LLM worker died: %s", reason)
         was_loading = self._state in ("starting", "loading")
         self._transport = None
-        if self._current is not None:
-            self._current.deliver({"ev": "failed", "code": "worker_died",
-                                   "message": f"The reply was cut short: {reason}. A new worker is starting."})
-            self._current = None
+        for job in self._running.values():
+            job.deliver({"ev": "failed", "code": "worker_died",
+                         "message": f"The reply was cut short: {reason}. A new worker is starting."})
+        self._running.clear()
         if was_loading or self._spec is None:
             # Dying while loading is the file's fault (or memory's): do not loop on it.
             self._state, self._error, self._error_code = "error", f"{reason} while loading", "model_load_failed"
@@ -325,22 +331,29 @@ class WorkerManager:
 
     # --- queue ---------------------------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        if self._state != "ready" or self._current is not None or self._transport is None:
+        if self._state != "ready" or self._transport is None:
             return
-        while self._queue:
+        sent = False
+        while self._queue and len(self._running) < self._capacity():
             job = self._queue.popleft()
             if job.finished:
                 continue
-            self._current = job
+            self._running[job.message_id] = job
             job.position = 0
             job.deliver({"ev": "started"})
             self._transport.send({"op": "generate", "job": job.message_id, "messages": job.messages,
-                                  "options": job.options})
-            self._announce_positions()  # everyone behind it moves up one
-            return
+                                  "options": job.options, "conversation": job.conversation})
+            sent = True
+        if sent:
+            self._announce_positions()  # everyone behind moves up
+
+    def _capacity(self) -> int:
+        """How many replies the worker takes at once: what it loaded with (1 without the engine)."""
+        return max(1, int(self._loaded.get("parallel") or 1))
 
     def _announce_positions(self) -> None:
-        ahead = 1 if self._current is not None or self._state != "ready" else 0
+        # Position 1 is "next": a reply waits only while every slot is taken (or the model is not ready).
+        ahead = 1 if len(self._running) >= self._capacity() or self._state != "ready" else 0
         for index, job in enumerate(self._queue):
             position = ahead + index
             if position >= 1 and position != job.position:
@@ -352,9 +365,9 @@ class WorkerManager:
             self._queue.popleft().deliver({"ev": "failed", "code": code, "message": message})
 
     def _fail_all(self, code: str, message: str) -> None:
-        if self._current is not None:
-            self._current.deliver({"ev": "failed", "code": code, "message": message})
-            self._current = None
+        for job in self._running.values():
+            job.deliver({"ev": "failed", "code": code, "message": message})
+        self._running.clear()
         self._fail_queued(code, message)
 
     # --- broadcasting ----------------------------------------------------------------------------------------
@@ -379,11 +392,19 @@ def start_reply_task(manager, message_id: int, messages: list, options: dict, me
     from chat.worker.replies import Reply
 
     loop = asyncio.get_running_loop()
-    job = Job(message_id=message_id, messages=messages, options=options, loop=loop)
+    job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
+              conversation=meta.get("conversation"))
     task = loop.create_task(Reply(manager, job, meta).run())
     tasks.add(task)  # a reference, so the task is not garbage-collected while it runs
     task.add_done_callback(tasks.discard)
     return job
+
+
+def _configured_parallel() -> int:
+    """LLMSITE_PARALLEL: how many replies this site's own worker writes at once (0: the one-at-a-time path)."""
+    from django.conf import settings
+
+    return int(getattr(settings, "LLMSITE_PARALLEL", 0))
 
 
 _manager: WorkerManager | None = None

@@ -1,4 +1,8 @@
-"""The worker process: owns one llama_cpp.Llama and serves commands from its transport one at a time.
+"""The worker process: owns one llama_cpp.Llama and serves commands from its transport.
+
+A load command with "parallel": N (N >= 1) serves up to N replies at once through the batched engine
+(chat/worker/engine.py): between decode steps it reads new commands (generate, stop) without blocking.
+Without "parallel" it serves one reply at a time through Llama.create_chat_completion, as before.
 
 This module never imports Django: it runs in a spawned child (and, with Redis, on another machine), and a
 crash here (bad GGUF, out of memory, an abort in native code) costs this process, not the site.
@@ -21,6 +25,7 @@ class Worker:
         self.send = send
         self.stop_job = stop_job  # multiprocessing Value("q"): id of the job to stop
         self.llama = None
+        self.engine = None
         self.loaded: dict = {}
 
     # --- commands --------------------------------------------------------------------------------------
@@ -30,7 +35,13 @@ class Worker:
         if op == "load":
             self.load(command)
         elif op == "generate":
-            self.generate(command)
+            if self.engine is not None:
+                self.submit(command)
+            else:
+                self.generate(command)
+        elif op == "stop":
+            if self.engine is not None:
+                self.engine.stop(command.get("job"))
         elif op == "unload":
             self.unload()
             self.send({"ev": "unloaded"})
@@ -39,6 +50,10 @@ class Worker:
         return True
 
     def unload(self):
+        if self.engine is not None:
+            with contextlib.suppress(Exception):
+                self.engine.close()
+            self.engine = None
         if self.llama is not None:
             with contextlib.suppress(Exception):
                 self.llama.close()
@@ -63,6 +78,17 @@ class Worker:
         self.llama = llama
         import llama_cpp
 
+        parallel = int(command.get("parallel") or 0)
+        if parallel >= 1:
+            from chat.worker.engine import Engine
+
+            try:
+                self.engine = Engine(llama, parallel, int(command.get("n_ctx") or 4096), emit=self.send)
+            except Exception as exc:
+                self.unload()
+                self.send({"ev": "load_failed", "error": f"llama.cpp could not create {parallel} slots: {exc}"})
+                return
+
         # Layers as llama.cpp counts them for offload (and as the advisor reports them): every block layer
         # plus the output layer, so n_gpu_layers == n_layers means "all on the GPU".
         n_layers = (header.get("n_layers") or llama._model.n_layer()) + 1
@@ -73,7 +99,8 @@ class Worker:
             "file_name": command["file_name"],
             "n_gpu_layers": n_gpu_layers,
             "n_layers": n_layers,
-            "n_ctx": llama.n_ctx(),
+            "n_ctx": self.engine.n_ctx if self.engine else llama.n_ctx(),
+            "parallel": self.engine.n_slots if self.engine else 1,
             "flash_attn": bool(command.get("flash_attn")),
             "kv_type": command.get("kv_type", "f16"),
             "quant": header.get("quant", ""),
@@ -116,11 +143,14 @@ class Worker:
         threads = {}
         if command.get("n_threads"):  # the same number for decoding and for prompts, as llama.cpp's -t
             threads = {"n_threads": int(command["n_threads"]), "n_threads_batch": int(command["n_threads"])}
+        n_ctx = int(command.get("n_ctx") or 4096)
+        if int(command.get("parallel") or 0) >= 1:
+            n_ctx = min(n_ctx, 256)  # the engine makes its own context for its slots; this one is unused
         try:
             llama = llama_cpp.Llama(
                 model_path=command["path"],
                 n_gpu_layers=n_gpu_layers,
-                n_ctx=int(command.get("n_ctx") or 4096),
+                n_ctx=n_ctx,
                 flash_attn=bool(command.get("flash_attn")),
                 type_k=kv_type,
                 type_v=kv_type,
@@ -144,6 +174,30 @@ class Worker:
                 return
             except ContextTooLong:
                 # Drop the oldest turn (keep the system prompt and the last message) and try again.
+                first = 1 if messages and messages[0]["role"] == "system" else 0
+                if len(messages) - first <= 1:
+                    self.send({"ev": "failed", "job": job, "code": "context_too_long",
+                               "message": "The message is longer than the model's context window (n_ctx)."})
+                    return
+                del messages[first]
+            except Exception as exc:
+                self.send({"ev": "failed", "job": job, "code": "generation_failed",
+                           "message": f"The model failed while generating: {exc}"})
+                traceback.print_exc()
+                return
+
+    def submit(self, command: dict) -> None:
+        """Hand a reply to the engine; it runs in the serve loop's steps."""
+        from chat.worker.engine import ContextTooLong as EngineContextTooLong
+
+        job = command["job"]
+        options = dict(command.get("options") or {})
+        messages = list(command["messages"])
+        while True:
+            try:
+                self.engine.submit(job, messages, options, conversation=command.get("conversation"))
+                return
+            except EngineContextTooLong:
                 first = 1 if messages and messages[0]["role"] == "system" else 0
                 if len(messages) - first <= 1:
                     self.send({"ev": "failed", "job": job, "code": "context_too_long",
@@ -236,8 +290,30 @@ class Worker:
                     stats["tokens_per_s"] = round((tokens - 1) / (last - first_sample), 2)
         self.send({"ev": "done", "job": job, "status": status, "stats": stats})
 
-    def serve(self, recv) -> None:
+    def serve(self, recv, poll=None) -> None:
         while True:
+            engine = self.engine
+            if engine is not None and engine.busy and poll is not None:
+                try:
+                    while poll():  # commands that came in during the last step: new replies, stops
+                        if not self.handle(recv()):
+                            return
+                except (EOFError, OSError, KeyboardInterrupt):
+                    return
+                engine = self.engine
+                if engine is None or not engine.busy:
+                    continue
+                value = self.stop_job.value  # the out-of-band stop, as the one-at-a-time path reads it
+                if value == ANY_JOB:
+                    engine.stop_all()
+                elif value:
+                    engine.stop(value)
+                try:
+                    engine.step()
+                except Exception as exc:
+                    traceback.print_exc()
+                    engine.fail_all("generation_failed", f"The model failed while generating: {exc}")
+                continue
             try:
                 command = recv()
             except (EOFError, OSError, KeyboardInterrupt):
@@ -270,7 +346,7 @@ def worker_main(conn, stop_job) -> None:
     # The web process is the parent; its death closes the pipe, recv() raises EOFError and we exit.
     worker = Worker(_sender(conn), stop_job)
     try:
-        worker.serve(conn.recv)
+        worker.serve(conn.recv, conn.poll)
     finally:
         worker.unload()
 

@@ -11,9 +11,11 @@ commands (web -> worker)                         events (worker -> web)
   {"op": "generate", "job", "messages",            {"ev": "token", "job", "text"}
    "options"}                                      {"ev": "done", "job", "status", "stats"}
   {"op": "unload"}                                 {"ev": "failed", "job", "code", "message"}
+  {"op": "stop", "job"}  (read between steps by the batched worker; "parallel" in load turns it on)
   {"op": "shutdown"}
 
-Stop is out of band (`request_stop`), because the worker does not read commands while it generates.
+Stop is out of band (`request_stop`), because the one-at-a-time worker does not read commands while it
+generates; it is also sent as a command, which the batched worker reads between its decode steps.
 """
 
 from __future__ import annotations
@@ -125,6 +127,10 @@ class PipeTransport(Transport):
 
     def request_stop(self, job: int) -> None:
         self._stop_job.value = job
+        if job != -1:
+            # The batched worker reads commands between steps: this reaches it even when several replies
+            # are stopped within one step (the shared value holds only the last one).
+            self.send({"op": "stop", "job": job})
 
     @property
     def pid(self) -> int | None:

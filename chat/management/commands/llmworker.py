@@ -49,6 +49,9 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=None, metavar="N",
                             help="CPU threads (default: llama-cpp-python's, half the cores to decode and all of "
                                  "them for prompts); give workers that share a machine their own share")
+        parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                            help="replies this worker writes at once, each with its own n_ctx of KV cache "
+                                 "(default 1: the site's pool does not yet pick workers by free slots)")
         parser.add_argument("--name", default=default_name(),
                             help="how the site shows this worker (default: host-pid, %(default)s)")
 
@@ -60,6 +63,8 @@ class Command(BaseCommand):
             resolve_model_file(options["model"])  # a wrong name fails here, before Redis is asked
             if options["threads"] is not None and not 1 <= options["threads"] <= 1024:
                 raise ValueError(f"--threads must be a number from 1 to 1024; got {options['threads']}")
+            if not 0 <= options["parallel"] <= 64:
+                raise ValueError(f"--parallel must be a number from 0 to 64; got {options['parallel']}")
             load_settings = {
                 "file_name": options["model"],
                 "n_gpu_layers": gpu_layers(options["n_gpu_layers"]),
@@ -67,6 +72,7 @@ class Command(BaseCommand):
                 "flash_attn": options["flash_attn"],
                 "kv_type": options["kv_type"],
                 "n_threads": options["threads"],
+                "parallel": options["parallel"],
             }
             LoadSettings(**load_settings)  # what the worker would refuse, refused before Redis is asked
             asyncio.run(self.serve(load_settings, options["name"]))

@@ -45,14 +45,14 @@ def test_it_says_so_when_redis_cannot_be_reached(settings):
 
 def test_it_refuses_a_bad_thread_count(settings):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    with pytest.raises(CommandError, match="--threads must be a number from 1 to 1024"):
+    with pytest.raises(CommandError, match="n_threads must be a number from 1 to 1024"):
         call_command("llmworker", "--threads", "0", "--n-gpu-layers", "0")
 
 
 @pytest.mark.parametrize("value", ["-1", "65"])
 def test_it_refuses_a_bad_parallel(settings, value):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    with pytest.raises(CommandError, match="--parallel must be a number from 0 to 64"):
+    with pytest.raises(CommandError, match="parallel must be a number from 0 to 64"):
         call_command("llmworker", "--parallel", value, "--n-gpu-layers", "0")
 
 

@@ -130,15 +130,13 @@ class WorkerManager:
         path = resolve_model_file(file_name)
         # The one validation (chat/worker/types.py), shared with the Models page's form and llmworker.
         checked = LoadSettings(file_name, None if n_gpu_layers == "auto" else n_gpu_layers, n_ctx,
-                               bool(flash_attn), kv_type, n_threads)
+                               bool(flash_attn), kv_type, n_threads, parallel)
         n_gpu_layers = checked.n_gpu_layers
         auto = n_gpu_layers is None
         if auto:
             from chat.worker.offload import auto_gpu_layers
 
             n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type)
-        if not isinstance(parallel, int) or isinstance(parallel, bool) or not 0 <= parallel <= 64:
-            raise ValueError(f"parallel must be a number from 0 to 64; got {parallel!r}")
         spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads, parallel)
         with self._lock:
             self._unloaded = False

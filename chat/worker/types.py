@@ -12,6 +12,7 @@ from dataclasses import dataclass
 KV_TYPES = ("f16", "q8_0", "q4_0")
 N_CTX_MIN, N_CTX_MAX = 256, 1_048_576
 N_THREADS_MAX = 1024
+PARALLEL_MAX = 64
 
 
 class LoadSettingsError(ValueError):
@@ -33,6 +34,7 @@ class LoadSettings:
     flash_attn: bool = False
     kv_type: str = "f16"
     n_threads: int | None = None
+    parallel: int = 0  # replies at once through the batched engine; 0: one at a time, without the engine
 
     def __post_init__(self):
         if not isinstance(self.file_name, str) or not self.file_name:
@@ -54,6 +56,9 @@ class LoadSettings:
                                            or not 1 <= self.n_threads <= N_THREADS_MAX):
             raise LoadSettingsError("n_threads", "n_threads",
                                     f"n_threads must be a number from 1 to {N_THREADS_MAX}; got {self.n_threads!r}")
+        if type(self.parallel) is not int or not 0 <= self.parallel <= PARALLEL_MAX:
+            raise LoadSettingsError("parallel", "parallel",
+                                    f"parallel must be a number from 0 to {PARALLEL_MAX}; got {self.parallel!r}")
         if not isinstance(self.flash_attn, bool):
             raise LoadSettingsError("flash_attn", "flash_attn", f"flash_attn must be true or false; "
                                                                 f"got {self.flash_attn!r}")

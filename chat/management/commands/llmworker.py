@@ -61,10 +61,6 @@ class Command(BaseCommand):
                                "REDIS_URL=redis://192.168.1.10:6379/0 python manage.py llmworker")
         try:
             resolve_model_file(options["model"])  # a wrong name fails here, before Redis is asked
-            if options["threads"] is not None and not 1 <= options["threads"] <= 1024:
-                raise ValueError(f"--threads must be a number from 1 to 1024; got {options['threads']}")
-            if not 0 <= options["parallel"] <= 64:
-                raise ValueError(f"--parallel must be a number from 0 to 64; got {options['parallel']}")
             load_settings = {
                 "file_name": options["model"],
                 "n_gpu_layers": gpu_layers(options["n_gpu_layers"]),

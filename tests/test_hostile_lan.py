@@ -205,6 +205,7 @@ def mode(path) -> int:
 def test_a_new_data_folder_and_database_are_private_and_loose_ones_are_warned_about(tmp_path):
     data_dir = tmp_path / "fresh" / "data"
     running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"])
+    running.env.pop("DATABASE_URL", None)  # the finding is about SQLite's files, also when the suite runs on PostgreSQL
     prepare_data_dir(data_dir, running.env)
     running.start()
     try:

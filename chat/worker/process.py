@@ -167,24 +167,8 @@ class Worker:
             self.send({"ev": "failed", "job": job, "code": "model_not_loaded", "message": "No model is loaded."})
             return
         options = dict(command.get("options") or {})
-        messages = list(command["messages"])
-        while True:
-            try:
-                self._generate(job, messages, options)
-                return
-            except ContextTooLong:
-                # Drop the oldest turn (keep the system prompt and the last message) and try again.
-                first = 1 if messages and messages[0]["role"] == "system" else 0
-                if len(messages) - first <= 1:
-                    self.send({"ev": "failed", "job": job, "code": "context_too_long",
-                               "message": "The message is longer than the model's context window (n_ctx)."})
-                    return
-                del messages[first]
-            except Exception as exc:
-                self.send({"ev": "failed", "job": job, "code": "generation_failed",
-                           "message": f"The model failed while generating: {exc}"})
-                traceback.print_exc()
-                return
+        self._within_context(job, list(command["messages"]), lambda messages: self._generate(job, messages, options),
+                             ContextTooLong)
 
     def submit(self, command: dict) -> None:
         """Hand a reply to the engine; it runs in the serve loop's steps."""
@@ -192,12 +176,20 @@ class Worker:
 
         job = command["job"]
         options = dict(command.get("options") or {})
-        messages = list(command["messages"])
+        conversation = command.get("conversation")
+        self._within_context(
+            job, list(command["messages"]),
+            lambda messages: self.engine.submit(job, messages, options, conversation=conversation),
+            EngineContextTooLong)
+
+    def _within_context(self, job: int, messages: list, start, too_long: type[Exception]) -> None:
+        """Call start(messages); while the prompt is longer than the context, drop the oldest turn (the system
+        prompt and the last message are kept) and try again. Any other failure ends the reply with an error."""
         while True:
             try:
-                self.engine.submit(job, messages, options, conversation=command.get("conversation"))
+                start(messages)
                 return
-            except EngineContextTooLong:
+            except too_long:
                 first = 1 if messages and messages[0]["role"] == "system" else 0
                 if len(messages) - first <= 1:
                     self.send({"ev": "failed", "job": job, "code": "context_too_long",

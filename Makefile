@@ -11,7 +11,10 @@ PORT   ?= 8000
 GPU    ?= cpu
 
 LLAMA_CPP_PIN := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
-CMAKE_ARGS_cpu   :=
+# The CPU build leaves out llama.cpp's AMX matrix kernels: on Xeons with AMX (Sapphire Rapids and later, as on
+# some of our CI machines) llama-cpp-python 0.3.36's ggml_backend_amx_mul_mat segfaults on the first decode of
+# SmolLM2's Q4_1 weights (seen 2026-12-05 under gdb). -march=native still picks AVX-512 and VNNI.
+CMAKE_ARGS_cpu   := -DCMAKE_C_FLAGS=-U__AMX_INT8__ -DCMAKE_CXX_FLAGS=-U__AMX_INT8__
 CMAKE_ARGS_cuda  := -DGGML_CUDA=on
 CMAKE_ARGS_metal := -DGGML_METAL=on
 ifeq ($(filter $(GPU),cpu cuda metal),)
@@ -67,21 +70,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-# The first install compiles llama.cpp (about 6 minutes on 2 cores); pip's wheel cache makes later ones fast.
-$(VENV)/.deps-cpu: pyproject.toml | $(PY)
+# llama.cpp is compiled once per configuration (flags, CPU, Python) and kept outside the virtualenv:
+# scripts/install-llama-cpp says why pip's own wheel cache is not enough. The first time takes about 6 minutes
+# on 2 cores for the CPU, 10 to 30 minutes for a GPU backend.
+$(VENV)/.deps-cpu $(VENV)/.deps-cuda $(VENV)/.deps-metal: pyproject.toml | $(PY)
 	$(call prerequisites,build)
-	@$(PY) -c 'import llama_cpp' 2>/dev/null || echo "Compiling llama.cpp (llama-cpp-python) for the CPU: \
-	about 12 CPU-minutes, so roughly $$(( 12 / $$(nproc) + 1 )) minutes on this machine's $$(nproc) cores, once \
-	(pip's wheel cache makes later installs fast). pip prints 'still running...' meanwhile."
+	scripts/install-llama-cpp $(PY) "$(LLAMA_CPP_PIN)" "$(CMAKE_ARGS_$(GPU))"
 	$(PIP) install ".[postgres]"
-	@touch $@
-
-# A GPU build is compiled from source with the backend switched on, never taken from the wheel cache.
-$(VENV)/.deps-cuda $(VENV)/.deps-metal: pyproject.toml | $(PY)
-	$(call prerequisites,build)
-	@echo "Installing dependencies and compiling llama.cpp for $(GPU): longer than the CPU build (10 to 30 minutes)..."
-	$(PIP) install ".[postgres]"
-	CMAKE_ARGS="$(CMAKE_ARGS_$(GPU))" $(PIP) install --force-reinstall --no-deps --no-cache-dir "$(LLAMA_CPP_PIN)"
 	@touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)

@@ -114,7 +114,7 @@ def seed_people_and_a_conversation(site) -> dict:
         "                       completion_tokens=40, decode_tokens_per_s=25.0, ttft_ms=120.0)\n"
         "invitation = Invitation.objects.create(note='For a friend', created_by=staff)\n"
         "SiteSettings.objects.update_or_create(id=1, defaults={'open_signup': True})\n"
-        "print(json.dumps({'conversation': conversation.pk, 'invitation': invitation.token,\n"
+        "print(json.dumps({'conversation': conversation.pk, 'invitation': invitation.token, 'staff': staff.pk,\n"
         "                  'gpu': GPU.objects.get(slug='nvidia-geforce-rtx-4060').pk,\n"
         "                  'model': LanguageModel.objects.get(slug='qwen3-30b-a3b').pk}))\n"
     ))
@@ -186,6 +186,10 @@ def test_every_page_passes_axe_signed_in(a11y_site, seeded, chromium, output_dir
     checker.visit(site, "/admin/advisor/languagemodel/add/", "admin-model-add")
     checker.visit(site, "/admin/advisor/languagemodel/import-gguf/", "admin-import-gguf")
     checker.visit(site, "/admin/accounts/invitation/add/", "admin-invitation")
+    checker.visit(site, "/admin/accounts/sitesettings/1/change/", "admin-site-settings")
+    checker.visit(site, "/admin/auth/user/", "admin-accounts")
+    checker.visit(site, f"/admin/auth/user/{seeded['staff']}/change/", "admin-account")
+    checker.visit(site, "/admin/chat/modelconfig/", "admin-model-settings")
     context.close()
 
     context = chromium.new_context(locale="en-US")

@@ -313,6 +313,12 @@ def test_the_skip_link_takes_the_keyboard_to_the_chats_message_box(a11y_site, se
 # --- The admin as staff use it ---------------------------------------------------------------------------------
 
 
+def shell_json(site, code: str):
+    """What `code` leaves in `out`, read from the site's database by a management shell."""
+    output = site.manage("shell", "-c", code + "\nimport json\nprint('OUT=' + json.dumps(out))\n")
+    return json.loads(output.split("OUT=")[-1])
+
+
 def test_staff_type_one_memory_size_and_tick_a_use_in_the_admin(a11y_site, seeded, chromium, output_dir):
     site = a11y_site
     context = chromium.new_context(locale="en-US", viewport={"width": 1366, "height": 900})
@@ -333,23 +339,22 @@ def test_staff_type_one_memory_size_and_tick_a_use_in_the_admin(a11y_site, seede
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist .success")).to_be_visible()
     expect(page.locator("#id_vram_gib")).to_have_value("16")
-    assert json.loads(site.manage("shell", "-c", (
-        "import json; from advisor.models import GPU\n"
-        "g = GPU.objects.get(slug='nvidia-geforce-rtx-4060'); print(json.dumps([g.vram_gib, g.max_vram_gib]))"
-    )).strip()) == [[16], 16.0]
+    assert shell_json(site, "from advisor.models import GPU\n"
+                            "g = GPU.objects.get(slug='nvidia-geforce-rtx-4060'); out = [g.vram_gib, g.max_vram_gib]"
+                      ) == [[16], 16.0]
 
     page.goto(site.url + f"/admin/advisor/languagemodel/{seeded['model']}/change/")
     code = page.get_by_role("checkbox", name="Code", exact=True)
     was_ticked = code.is_checked()
     code.set_checked(not was_ticked)
-    expect(page.get_by_label("Parameters (billions)", exact=True)).to_be_visible()
+    expect(page.locator("label[for=id_params_b]")).to_have_text(re.compile(r"^Parameters \(billions\)"))
+    expect(page.locator("label[for=id_n_head_kv]")).to_have_text(re.compile(r"^Key/value heads"))
     page.screenshot(path=output_dir / "a11y-admin-model-uses-1366.png", full_page=True)
     page.click("input[name=_continue]")
     expect(page.locator(".messagelist .success")).to_be_visible()
     expect(page.get_by_role("checkbox", name="Code", exact=True)).to_be_checked(checked=not was_ticked)
-    uses = json.loads(site.manage("shell", "-c", (
-        "import json; from advisor.models import LanguageModel\n"
-        "print(json.dumps(LanguageModel.objects.get(slug='qwen3-30b-a3b').uses))")).strip())
+    uses = shell_json(site, "from advisor.models import LanguageModel\n"
+                            "out = LanguageModel.objects.get(slug='qwen3-30b-a3b').uses")
     assert ("code" in uses) == (not was_ticked)
     context.close()
 

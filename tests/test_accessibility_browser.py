@@ -60,7 +60,7 @@ class Checker:
         self.failures: list[str] = []
         self.checked: list[str] = []
 
-    def check(self, name: str) -> None:
+    def check(self, name: str, widths: tuple[int, ...] = tuple(WIDTHS)) -> None:
         page = self.page
         page.wait_for_load_state()
         # DevTools evaluation is not an inline script: the page's CSP stays on while axe runs.
@@ -68,8 +68,8 @@ class Checker:
             page.evaluate(self.source)
         for scheme in SCHEMES:
             page.emulate_media(color_scheme=scheme)
-            for width, height in WIDTHS.items():
-                page.set_viewport_size({"width": width, "height": height})
+            for width in widths:
+                page.set_viewport_size({"width": width, "height": WIDTHS[width]})
                 page.screenshot(path=self.output_dir / f"a11y-{self.prefix}-{name}-{width}-{scheme}.png",
                                 full_page=True, animations="disabled")
                 for violation in page.evaluate(RUN_AXE):
@@ -193,6 +193,10 @@ def test_every_page_passes_axe_signed_in(a11y_site, seeded, chromium, output_dir
     checker.visit(site, f"/chat/c/{seeded['conversation']}/", "conversation")
     expect(page.locator("#chat-log pre").first).to_be_visible()  # the reply's code block, rendered
     checker.check("conversation-rendered")
+    page.set_viewport_size({"width": 390, "height": WIDTHS[390]})
+    page.click(".sidebar-open-button")  # on a phone the conversations slide in over the chat
+    expect(page.locator("#chat-sidebar")).to_be_in_viewport()
+    checker.check("conversation-sidebar-open", widths=(390,))
     checker.visit(site, f"/chat/c/{seeded['conversation']}/rename/", "conversation-rename")
     checker.visit(site, f"/chat/c/{seeded['conversation']}/delete/", "conversation-delete")
     checker.visit(site, "/chat/models/", "models")

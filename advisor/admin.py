@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.urls import path
 from django.utils.translation import gettext_lazy as _
 
+from advisor.admin_forms import GPUAdminForm, LanguageModelAdminForm
 from advisor.admin_tools import export_catalog_action, import_catalog_view, import_gguf_view
 from advisor.models import GPU, KnownFile, LanguageModel, Measurement, Quantization
 
 
 @admin.register(GPU)
 class GPUAdmin(admin.ModelAdmin):
+    form = GPUAdminForm
     list_display = ["name", "vendor", "family", "segment", "vram_gib", "memory_bandwidth_gbs", "fp16_tflops", "backend",
                     "unified_memory", "gpu_memory_share"]
     list_filter = ["vendor", "segment", "backend", "unified_memory", "family"]
@@ -30,6 +32,7 @@ class KnownFileInline(admin.TabularInline):
 
 @admin.register(LanguageModel)
 class LanguageModelAdmin(admin.ModelAdmin):
+    form = LanguageModelAdminForm
     list_display = ["name", "family", "params_b", "active_params_b", "n_layers", "context_length", "quality",
                     "quality_estimated", "release_date", "license"]
     list_filter = ["family", "arch", "quality_estimated", "license"]

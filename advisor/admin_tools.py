@@ -23,10 +23,29 @@ from advisor.gguf_info import GGUFError, read_gguf
 MAX_CATALOG_UPLOAD = 20 * 1024 * 1024
 
 
+def gguf_files_in_models_folder() -> list[tuple[str, str]]:
+    """(path relative to the models folder, label with its size) for every .gguf file there, sorted."""
+    models_dir = Path(os.path.abspath(settings.MODELS_DIR))
+    if not models_dir.is_dir():
+        return []
+    files = []
+    for path in sorted(models_dir.rglob("*.gguf")):
+        if path.is_file():
+            relative = path.relative_to(models_dir).as_posix()
+            files.append((relative, f"{relative} ({path.stat().st_size / 1e9:.2f} GB)"))
+    return files
+
+
 class GGUFSourceForm(forms.Form):
-    path = forms.CharField(required=False, max_length=1024, label=gettext_lazy("File in the models folder"),
-                           help_text=gettext_lazy("A path relative to the models folder, e.g. my-model-Q4_K_M.gguf"))
+    path = forms.ChoiceField(required=False, label=gettext_lazy("File in the models folder"))
     upload = forms.FileField(required=False, label=gettext_lazy("Or upload a GGUF file"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        files = gguf_files_in_models_folder()
+        # The folder is read when the form is made, so a file copied there a moment ago is offered.
+        self.fields["path"].choices = [("", _("Choose a file") if files else _("No .gguf files there"))] + files
+        self.fields["path"].help_text = _("The .gguf files in %(folder)s.") % {"folder": settings.MODELS_DIR}
 
     def clean_path(self):
         raw = self.cleaned_data["path"].strip()

@@ -52,36 +52,42 @@ class GPUQuerySet(models.QuerySet):
 
 
 class GPU(models.Model):
-    slug = models.SlugField(max_length=80, unique=True)
-    name = models.CharField(max_length=120)
-    vendor = models.CharField(max_length=12, choices=Vendor.choices)
-    family = models.CharField(max_length=80, blank=True)
-    segment = models.CharField(max_length=12, choices=Segment.choices)
+    slug = models.SlugField(_("slug (in addresses)"), max_length=80, unique=True)
+    name = models.CharField(_("name"), max_length=120)
+    vendor = models.CharField(_("vendor"), max_length=12, choices=Vendor.choices)
+    family = models.CharField(_("family"), max_length=80, blank=True)
+    segment = models.CharField(_("segment"), max_length=12, choices=Segment.choices)
     vram_gib = models.JSONField(
+        _("VRAM (GiB)"),
         validators=[validate_vram_options], help_text=_("Memory sizes this card is sold with, in GiB.")
     )
     # Kept in step with vram_gib by save(), so the database can filter and sort on it.
-    max_vram_gib = models.FloatField(editable=False, default=0)
+    max_vram_gib = models.FloatField(_("largest VRAM (GiB)"), editable=False, default=0)
     memory_bandwidth_gbs = models.FloatField(
+        _("memory bandwidth (GB/s)"),
         validators=[MinValueValidator(10), MaxValueValidator(20_000)], help_text=_("GB/s (10⁹ bytes per second).")
     )
     fp16_tflops = models.FloatField(
+        _("FP16 TFLOPS"),
         validators=[MinValueValidator(0.1), MaxValueValidator(20_000)], help_text=_("Peak dense FP16 TFLOPS.")
     )
-    backend = models.CharField(max_length=8, choices=Backend.choices)
+    backend = models.CharField(_("backend"), max_length=8, choices=Backend.choices)
     unified_memory = models.BooleanField(
+        _("unified memory"),
         default=False, help_text=_("The GPU uses the system's memory (Apple Silicon, Strix Halo, DGX Spark, Jetson).")
     )
     gpu_memory_share = models.FloatField(
+        _("GPU share of RAM"),
         null=True, blank=True, validators=[MinValueValidator(0.05), MaxValueValidator(1)],
         help_text=_("Unified memory: the share of system RAM the GPU may use by default (0 to 1)."),
     )
-    gpu_memory_share_source = models.TextField(blank=True)
+    gpu_memory_share_source = models.TextField(_("source of the GPU share"), blank=True)
     release_year = models.PositiveSmallIntegerField(
+        _("release year"),
         null=True, blank=True, validators=[MinValueValidator(2010), MaxValueValidator(2100)]
     )
-    source = models.TextField()
-    updated_at = models.DateTimeField(auto_now=True)
+    source = models.TextField(_("source"))
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = GPUQuerySet.as_manager()
 
@@ -128,56 +134,89 @@ def quality_validators():
 class LanguageModel(models.Model):
     """An open-weight LLM and its architecture, as its config.json gives it."""
 
-    slug = models.CharField(max_length=80, unique=True, validators=[validate_model_slug])
-    name = models.CharField(max_length=120)
-    family = models.CharField(max_length=60)
-    arch = models.CharField(max_length=40, help_text=_("GGUF general.architecture, e.g. llama, qwen3, gemma3."))
-    params_b = models.FloatField(validators=[MinValueValidator(0.01), MaxValueValidator(5000)])
-    active_params_b = models.FloatField(validators=[MinValueValidator(0.01), MaxValueValidator(5000)])
-    n_layers = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1000)])
-    n_embd = models.PositiveIntegerField(validators=[MinValueValidator(8), MaxValueValidator(100_000)])
-    n_head = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1024)])
-    n_head_kv = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(1024)])
-    head_dim = models.PositiveIntegerField(validators=[MinValueValidator(1), MaxValueValidator(2048)])
-    head_dim_v = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(2048)])
-    n_ff = models.PositiveIntegerField(validators=[MaxValueValidator(1_000_000)])
-    n_expert = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(1024)])
-    n_expert_used = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(1024)])
-    n_ff_expert = models.PositiveIntegerField(null=True, blank=True, validators=[MaxValueValidator(1_000_000)])
-    n_shared_expert = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(64)])
-    n_dense_layers = models.PositiveIntegerField(default=0, validators=[MaxValueValidator(1000)])
-    n_vocab = models.PositiveIntegerField(validators=[MinValueValidator(2), MaxValueValidator(2_000_000)])
-    context_length = models.PositiveIntegerField(validators=[MinValueValidator(128), MaxValueValidator(100_000_000)])
-    sliding_window = models.PositiveIntegerField(null=True, blank=True)
+    slug = models.CharField(_("slug (in addresses)"), max_length=80, unique=True, validators=[validate_model_slug])
+    name = models.CharField(_("name"), max_length=120)
+    family = models.CharField(_("family"), max_length=60)
+    arch = models.CharField(
+        _("architecture (GGUF)"), max_length=40, help_text=_("GGUF general.architecture, e.g. llama, qwen3, gemma3.")
+    )
+    params_b = models.FloatField(
+        _("parameters (billions)"), validators=[MinValueValidator(0.01), MaxValueValidator(5000)]
+    )
+    active_params_b = models.FloatField(
+        _("active parameters (billions)"), validators=[MinValueValidator(0.01), MaxValueValidator(5000)]
+    )
+    n_layers = models.PositiveIntegerField(_("layers"), validators=[MinValueValidator(1), MaxValueValidator(1000)])
+    n_embd = models.PositiveIntegerField(
+        _("embedding size"), validators=[MinValueValidator(8), MaxValueValidator(100_000)]
+    )
+    n_head = models.PositiveIntegerField(
+        _("attention heads"), validators=[MinValueValidator(1), MaxValueValidator(1024)]
+    )
+    n_head_kv = models.PositiveIntegerField(
+        _("key/value heads"), validators=[MinValueValidator(1), MaxValueValidator(1024)]
+    )
+    head_dim = models.PositiveIntegerField(
+        _("head size (keys)"), validators=[MinValueValidator(1), MaxValueValidator(2048)]
+    )
+    head_dim_v = models.PositiveIntegerField(
+        _("head size (values)"), null=True, blank=True, validators=[MaxValueValidator(2048)]
+    )
+    n_ff = models.PositiveIntegerField(_("feed-forward size"), validators=[MaxValueValidator(1_000_000)])
+    n_expert = models.PositiveIntegerField(_("experts"), default=0, validators=[MaxValueValidator(1024)])
+    n_expert_used = models.PositiveIntegerField(
+        _("experts used per token"), default=0, validators=[MaxValueValidator(1024)]
+    )
+    n_ff_expert = models.PositiveIntegerField(
+        _("expert feed-forward size"), null=True, blank=True, validators=[MaxValueValidator(1_000_000)]
+    )
+    n_shared_expert = models.PositiveIntegerField(_("shared experts"), default=0, validators=[MaxValueValidator(64)])
+    n_dense_layers = models.PositiveIntegerField(
+        _("dense layers before the experts"), default=0, validators=[MaxValueValidator(1000)]
+    )
+    n_vocab = models.PositiveIntegerField(
+        _("vocabulary size"), validators=[MinValueValidator(2), MaxValueValidator(2_000_000)]
+    )
+    context_length = models.PositiveIntegerField(
+        _("context length (tokens)"), validators=[MinValueValidator(128), MaxValueValidator(100_000_000)]
+    )
+    sliding_window = models.PositiveIntegerField(_("sliding window (tokens)"), null=True, blank=True)
     swa_pattern = models.PositiveSmallIntegerField(
+        _("sliding-window pattern"),
         null=True, blank=True, help_text=_("Every N-th layer uses full attention; the others the sliding window.")
     )
-    tied_embeddings = models.BooleanField(default=False)
-    license = models.CharField(max_length=80)
+    tied_embeddings = models.BooleanField(_("tied embeddings"), default=False)
+    license = models.CharField(_("licence"), max_length=80)
     # One scale for every model (README: "How the advisor ranks"); an estimate where no source gives one.
-    quality = models.FloatField(validators=quality_validators())
-    quality_benchmark = models.CharField(max_length=60)
-    quality_source = models.TextField()
+    quality = models.FloatField(_("quality (0-100)"), validators=quality_validators())
+    quality_benchmark = models.CharField(_("quality benchmark"), max_length=60)
+    quality_source = models.TextField(_("quality source"))
     quality_estimated = models.BooleanField(
+        _("quality estimated"),
         default=False, help_text=_("The quality comes from the documented estimate rule, not from a source."))
-    quality_code = models.FloatField(null=True, blank=True, validators=quality_validators(),
-                                     help_text=_("Coding figure on the same scale, used for the use 'code'."))
-    quality_code_source = models.TextField(blank=True)
-    quality_reasoning = models.FloatField(null=True, blank=True, validators=quality_validators(),
-                                          help_text=_("Reasoning-mode figure on the same scale, for 'reasoning'."))
-    quality_reasoning_source = models.TextField(blank=True)
+    quality_code = models.FloatField(
+        _("coding quality"), null=True, blank=True, validators=quality_validators(),
+        help_text=_("Coding figure on the same scale, used for the use 'code'."))
+    quality_code_source = models.TextField(_("coding quality source"), blank=True)
+    quality_reasoning = models.FloatField(
+        _("reasoning quality"), null=True, blank=True, validators=quality_validators(),
+        help_text=_("Reasoning-mode figure on the same scale, for 'reasoning'."))
+    quality_reasoning_source = models.TextField(_("reasoning quality source"), blank=True)
     expert_tensor_type = models.CharField(
+        _("expert tensor type"),
         max_length=16, blank=True, validators=[validate_tensor_type],
         help_text=_("The type the model's files keep their expert weights in whatever the quantization "
                     "(MXFP4 for gpt-oss); empty: the quantization's own mix."))
-    release_date = models.DateField(null=True, blank=True)
-    uses = models.JSONField(default=list, blank=True, help_text=_("Any of chat, code, reasoning, long."))
-    source = models.TextField()
-    updated_at = models.DateTimeField(auto_now=True)
+    release_date = models.DateField(_("release date"), null=True, blank=True)
+    uses = models.JSONField(_("uses"), default=list, blank=True, help_text=_("Any of chat, code, reasoning, long."))
+    source = models.TextField(_("source"))
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     objects = LanguageModelQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("language model")
+        verbose_name_plural = _("language models")
         ordering = ["family", "params_b"]
         constraints = [
             models.CheckConstraint(
@@ -224,15 +263,19 @@ class LanguageModel(models.Model):
 class Quantization(models.Model):
     """A GGUF tensor type or quantization mix (Q4_K_M ...) and its quality loss against F16."""
 
-    name = models.CharField(max_length=16, unique=True)
-    bits_per_weight = models.FloatField(validators=[MinValueValidator(1), MaxValueValidator(32)])
-    kld = models.FloatField(null=True, blank=True, validators=[MinValueValidator(0)],
+    name = models.CharField(_("name"), max_length=16, unique=True)
+    bits_per_weight = models.FloatField(_("bits per weight"), validators=[MinValueValidator(1), MaxValueValidator(32)])
+    kld = models.FloatField(_("KL divergence"), null=True, blank=True, validators=[MinValueValidator(0)],
                             help_text=_("KL divergence against F16 (Llama 3 8B)."))
-    ppl_delta = models.FloatField(null=True, blank=True, help_text=_("Perplexity increase against F16."))
-    recommended = models.BooleanField(default=True, help_text=_("Offered in answers."))
-    source = models.TextField()
+    ppl_delta = models.FloatField(
+        _("perplexity increase"), null=True, blank=True, help_text=_("Perplexity increase against F16.")
+    )
+    recommended = models.BooleanField(_("recommended"), default=True, help_text=_("Offered in answers."))
+    source = models.TextField(_("source"))
 
     class Meta:
+        verbose_name = _("quantization")
+        verbose_name_plural = _("quantizations")
         ordering = ["-bits_per_weight"]
 
     def __str__(self):
@@ -242,13 +285,19 @@ class Quantization(models.Model):
 class KnownFile(models.Model):
     """A measured GGUF file size: it wins over the size computed from tensor classes."""
 
-    model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="known_files")
-    quant = models.ForeignKey(Quantization, on_delete=models.PROTECT, related_name="known_files")
-    filename = models.CharField(max_length=200)
-    size_bytes = models.PositiveBigIntegerField(validators=[MinValueValidator(1_000_000)])
-    source = models.TextField()
+    model = models.ForeignKey(
+        LanguageModel, on_delete=models.CASCADE, related_name="known_files", verbose_name=_("model")
+    )
+    quant = models.ForeignKey(
+        Quantization, on_delete=models.PROTECT, related_name="known_files", verbose_name=_("quantization")
+    )
+    filename = models.CharField(_("file name"), max_length=200)
+    size_bytes = models.PositiveBigIntegerField(_("size (bytes)"), validators=[MinValueValidator(1_000_000)])
+    source = models.TextField(_("source"))
 
     class Meta:
+        verbose_name = _("known file size")
+        verbose_name_plural = _("known file sizes")
         ordering = ["model", "-size_bytes"]
         constraints = [models.UniqueConstraint(fields=["model", "quant"], name="one_known_file_per_model_quant")]
 
@@ -259,21 +308,23 @@ class KnownFile(models.Model):
 class Measurement(models.Model):
     """One chat reply, measured on this server: what the advisor shows next to its estimate."""
 
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    gpu_name = models.CharField(max_length=120, blank=True, help_text=_("Empty when it ran on the CPU only."))
-    model_file = models.CharField(max_length=255)
-    model_name = models.CharField(max_length=200, blank=True)
-    quant = models.CharField(max_length=16, blank=True)
-    n_gpu_layers = models.IntegerField()
-    n_layers = models.PositiveIntegerField(null=True, blank=True)
-    n_ctx = models.PositiveIntegerField()
-    prompt_tokens = models.PositiveIntegerField()
-    completion_tokens = models.PositiveIntegerField()
-    ttft_ms = models.FloatField()
-    prompt_tokens_per_s = models.FloatField(null=True, blank=True)
-    decode_tokens_per_s = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(_("measured at"), auto_now_add=True, db_index=True)
+    gpu_name = models.CharField(_("GPU"), max_length=120, blank=True, help_text=_("Empty when it ran on the CPU only."))
+    model_file = models.CharField(_("model file"), max_length=255)
+    model_name = models.CharField(_("model name"), max_length=200, blank=True)
+    quant = models.CharField(_("quantization"), max_length=16, blank=True)
+    n_gpu_layers = models.IntegerField(_("layers on the GPU"))
+    n_layers = models.PositiveIntegerField(_("layers"), null=True, blank=True)
+    n_ctx = models.PositiveIntegerField(_("context length (tokens)"))
+    prompt_tokens = models.PositiveIntegerField(_("prompt tokens"))
+    completion_tokens = models.PositiveIntegerField(_("reply tokens"))
+    ttft_ms = models.FloatField(_("time to first token (ms)"))
+    prompt_tokens_per_s = models.FloatField(_("prompt speed (tokens/s)"), null=True, blank=True)
+    decode_tokens_per_s = models.FloatField(_("reply speed (tokens/s)"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("measurement")
+        verbose_name_plural = _("measurements")
         ordering = ["-created_at"]
 
     def __str__(self):

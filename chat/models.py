@@ -17,19 +17,23 @@ class KVType(models.TextChoices):
 class ModelConfig(models.Model):
     """How a model file in the models folder is loaded. The active one is loaded at start."""
 
-    file_name = models.CharField(max_length=255, unique=True)
+    file_name = models.CharField(_("model file"), max_length=255, unique=True)
     # None means "auto": the advisor's estimate for the GPU found at load time.
     n_gpu_layers = models.IntegerField(
-        null=True, blank=True, validators=[MinValueValidator(-1), MaxValueValidator(1000)],
+        _("layers on the GPU"), null=True, blank=True, validators=[MinValueValidator(-1), MaxValueValidator(1000)],
         help_text=_("Layers on the GPU: empty for automatic, -1 for all."),
     )
-    n_ctx = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(256), MaxValueValidator(1_048_576)])
-    flash_attn = models.BooleanField(default=False)
-    kv_type = models.CharField(max_length=5, choices=KVType.choices, default=KVType.F16)
-    is_active = models.BooleanField(default=False)
-    updated_at = models.DateTimeField(auto_now=True)
+    n_ctx = models.PositiveIntegerField(
+        _("context length (tokens)"), default=4096, validators=[MinValueValidator(256), MaxValueValidator(1_048_576)]
+    )
+    flash_attn = models.BooleanField(_("flash attention"), default=False)
+    kv_type = models.CharField(_("KV cache type"), max_length=5, choices=KVType.choices, default=KVType.F16)
+    is_active = models.BooleanField(_("loaded at start"), default=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("model setting")
+        verbose_name_plural = _("model settings")
         ordering = ["file_name"]
         constraints = [
             models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model")

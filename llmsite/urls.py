@@ -1,8 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 
 from accounts import views as accounts_views
 from llmsite import views
+
+# The admin names this site, not "Django administration".
+admin.site.site_header = _("llmsite administration")
+admin.site.site_title = _("llmsite admin")
+admin.site.index_title = _("Catalog, accounts and models")
 
 urlpatterns = [
     path("", views.home, name="home"),

@@ -93,7 +93,7 @@ def test_staff_change_a_gpus_memory_in_the_admin_and_the_answer_changes(site, ch
     page.fill("#searchbar", "GTX 1650")
     page.keyboard.press("Enter")
     page.locator("#result_list a", has_text=re.compile(r"^NVIDIA GeForce GTX 1650$")).click()
-    page.fill("#id_vram_gib", "[24]")
+    page.fill("#id_vram_gib", "24")  # a number, as people type it
     page.click("input[name=_save]")
     page.wait_for_selector(".messagelist .success")
 

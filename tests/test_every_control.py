@@ -153,6 +153,14 @@ def signed_out(walk: Walk) -> None:
     page = walk.page
     walk.goto("/")
     walk.step("home")
+    # On a phone the menu is one button (static/js/site.js): it opens and closes the menu.
+    page.set_viewport_size({"width": 390, "height": WIDTHS[390]})
+    page.click("#menu-button")
+    expect(page.locator("#menu-button")).to_have_attribute("aria-expanded", "true")
+    expect(page.locator(".site-nav a", has_text="What can my GPU run?")).to_be_visible()
+    page.click("#menu-button")
+    expect(page.locator(".site-nav")).to_be_hidden()
+    page.set_viewport_size({"width": 1366, "height": WIDTHS[1366]})
 
     page.click("#way-advisor")
     expect(page.locator("h1")).to_have_text("What can my GPU run?")

@@ -369,6 +369,7 @@
     copy.type = "button";
     head.appendChild(copy);
     const pre = el("pre");
+    pre.tabIndex = 0;  // a code block wider than the screen scrolls: the keyboard must reach it (WCAG 2.1.1)
     const codeNode = el("code");
     if (language) codeNode.dataset.language = language;
     codeNode.appendChild(highlight(code, language));

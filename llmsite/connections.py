@@ -51,11 +51,15 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
             super().__init__(*args, **kwargs)
             self.llmsite_headers_done = False
             channel = self.channel
-            _reactor().callLater(header_timeout_s, self._headers_deadline, channel)
+            self.llmsite_deadline = _reactor().callLater(header_timeout_s, self._headers_deadline, channel)
 
         def gotLength(self, length):
             self.llmsite_headers_done = True
             self.channel.llmsite_headers_seen = True
+            # Headers complete: both deadlines are met. Cancelled rather than left to fire 20 s later, which
+            # at hundreds of connections a second kept tens of thousands of timers in the reactor's heap.
+            _cancel(self.llmsite_deadline)
+            _cancel(getattr(self.channel, "llmsite_first_deadline", None))
             return super().gotLength(length)
 
         def _headers_deadline(self, channel):
@@ -96,7 +100,9 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
             def made(transport):
                 if limited:
                     self.open_by_address.setdefault(host, []).append(transport)
-                _reactor().callLater(header_timeout_s, self._header_deadline, protocol, transport)
+                channel = getattr(protocol, "_channel", protocol)
+                channel.llmsite_first_deadline = _reactor().callLater(
+                    header_timeout_s, self._header_deadline, protocol, transport)
                 make_connection(transport)
 
             protocol.makeConnection = made
@@ -110,6 +116,11 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
                 transport.abortConnection()
 
     return GuardedHTTPFactory
+
+
+def _cancel(call) -> None:
+    if call is not None and call.active():
+        call.cancel()
 
 
 def _reactor():

@@ -110,7 +110,8 @@ def advisor_row(setup: dict) -> dict | None:
         if e.fits != "no":
             break
     return {"tok_s": e.decode_tokens_per_s, "fits": e.fits, "gpu_gib": e.gpu_bytes / est.GIB,
-            "cpu_gib": e.cpu_bytes / est.GIB, "assumed": f"~{size:g}" if assumed else "", "assumed_what": assumed, "size": size,
+            "cpu_gib": e.cpu_bytes / est.GIB, "assumed": f"~{size:g}" if assumed else "", "assumed_what": assumed,
+            "size": size,
             "placement": e.placement, "n_gpu_layers": e.n_gpu_layers, "n_cpu_moe": e.n_cpu_moe}
 
 
@@ -212,7 +213,7 @@ def table(setups: list[dict], use_llmfit: bool):
         print(f"{s.get('id', ''):>2}x{s['model'][:28]:<28} {s['quant']:<8} excluded: {s['excluded']}")
     if n:
         (w_all, n_all), (w_out, n_out) = counts["all"], counts["held out"]
-        print(f"\nc: a calibration row (a constant of advisor/estimate.py was set from it); x: excluded, with the reason"
+        print(f"\nc: a calibration row (a constant of advisor/estimate.py was set from it); x: excluded, with why"
               f"\nadvisor: decode within +-25% on {w_all}/{n_all} rows ({100 * w_all / n_all:.0f}%), "
               f"{w_out}/{n_out} held-out rows ({100 * w_out / max(1, n_out):.0f}%); "
               f"reported-working setups not called 'doesn't fit': {fits_ok}/{n}")

@@ -27,7 +27,8 @@ class WebSocket:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int, path: str, headers: dict, local_address: str | None = None) -> WebSocket:
+    async def connect(cls, host: str, port: int, path: str, headers: dict,
+                      local_address: str | None = None) -> WebSocket:
         reader, writer = await asyncio.open_connection(host, port,
                                                        local_addr=(local_address, 0) if local_address else None)
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -56,10 +56,11 @@ def default_ram_reserve(ram_total: int) -> int:
 
 
 # Roofline efficiencies: the share of peak bandwidth / FLOPs llama.cpp reaches.
-# GPU: token generation reaches ~60-70% of memory bandwidth in llama.cpp's CUDA results (e.g. RTX 4090,
-# Llama 8B Q4_K_M: ~130-150 tok/s from 1008 GB/s); prompt processing uses int8/fp16 tensor cores, so
-# it is quoted against the card's FP16 tensor throughput.
-EFF_GPU_DECODE = 0.65
+# GPU: token generation reads dense weights at ~70-76% of memory bandwidth once the per-layer launch cost
+# below is counted apart (RTX 4090, Llama 8B Q4_K_M: ~130-150 tok/s from 1008 GB/s; the RX 7900 XT's
+# full-offload 27B-32B rows in bench/answers_setups.json: 67-76%); prompt processing uses int8/fp16 tensor
+# cores, so it is quoted against the card's FP16 tensor throughput.
+EFF_GPU_DECODE = 0.75
 EFF_GPU_PROMPT = 0.8
 # CPU: calibrated on this project's 2-core test machine (advisor/tests/test_accuracy.py measures it):
 # with llama-cpp-python's defaults (1 decode thread of 2) SmolLM2-135M Q4_1 decodes ~57 tok/s and
@@ -76,7 +77,17 @@ CPU_FLOPS_PER_THREAD = 3.0e9 * 16      # 3 GHz x an effective 16 FLOP/cycle (AVX
 # estimate fell to 0.26x of Gemma's measured prompt speed.
 CPU_SIMD_FACTOR_AVX512_VNNI = 2.0
 GPU_LAYER_LATENCY_S = 12e-6            # kernel launches and synchronisation per layer and token
+# A mixture-of-experts layer runs about ten more small kernels per token than a dense one (router matmul,
+# softmax, top-k argsort, get_rows of the weights, three mul_mat_id over the chosen experts, weighting and
+# sum), and each expert matrix is too small (1-5 MB) to reach the card's bandwidth: ~50 us more per layer.
+# Set from two full-offload rows of bench/answers_setups.json (ids 12 and 24: Qwen3-30B-A3B on an RTX 3090 Ti
+# and an RX 7900 XT), which the bench labels as calibration; every other MoE row is held out.
+GPU_MOE_LAYER_LATENCY_S = 50e-6
 CPU_LAYER_LATENCY_S = 78e-6            # graph scheduling and thread barriers per layer and token
+# --n-cpu-moe: every layer whose experts stay in RAM is a graph split of its own: the hidden state goes to
+# the host, the CPU threads run the expert products (a CPU layer's barriers, CPU_LAYER_LATENCY_S), and the
+# result comes back: two small PCIe copies with a stream synchronisation each.
+GPU_CPU_ROUND_TRIP_S = 20e-6
 
 
 # DeepSeek V2/V3/R1 (llama.cpp arch "deepseek2") use multi-head latent attention; their config.json has
@@ -228,6 +239,7 @@ class Runtime:
     n_threads: int | None = None        # decode threads; None: cpu_threads // 2 (llama-cpp-python)
     n_threads_batch: int | None = None  # prompt threads; None: cpu_threads
     vram_margin: int | None = None      # GPU memory kept free when choosing layers (None: Hardware.safety_margin)
+    expert_offload: bool = True         # the runtime can keep the experts of chosen layers in RAM (--n-cpu-moe)
 
 
 @dataclass(frozen=True)
@@ -242,6 +254,7 @@ class RuntimeProfile:
     default_ctx: int                    # the context it loads a model with unless told
     vram_margin: int                    # GPU memory it keeps free when it chooses the layers itself
     source: str
+    expert_offload: bool = True         # can keep the experts of the first N layers in RAM (--n-cpu-moe)
 
 
 # Each value names where it was read; "assumed" marks what no source text gave us.
@@ -258,12 +271,14 @@ RUNTIMES: dict[str, RuntimeProfile] = {
     "lmstudio": RuntimeProfile(
         "LM Studio", False, False, 512, 512, 4096, 512 * MIB,
         "LM Studio's load defaults: context 4096, flash attention off (its model-load panel); batch 512 and the "
-        "512 MiB margin assumed (closed source)"),
+        "512 MiB margin assumed (closed source); its load places whole layers (GPU offload slider), the option "
+        "that forces expert weights onto the CPU is off by default", expert_offload=False),
     "ollama": RuntimeProfile(
         "Ollama", False, False, 512, 512, 4096, 0,
         "Ollama docs/faq.md: default context 4096, flash attention only with OLLAMA_FLASH_ATTENTION=1; num_batch "
         "512; its GPU reserve is the 457 MiB minimum memory already counted as the backend overhead "
-        "(discover/gpu.go), OLLAMA_GPU_OVERHEAD 0"),
+        "(discover/gpu.go), OLLAMA_GPU_OVERHEAD 0; it splits a model by whole layers (num_gpu) and has no "
+        "setting that keeps only the experts in RAM", expert_offload=False),
 }
 DEFAULT_RUNTIME_NAME = "llmsite"
 
@@ -381,7 +396,7 @@ def _row_bytes(kv_type: str, n: int) -> int:
 class _Profile:
     """Per (architecture, quant): byte sums over the k highest layers, so any split costs O(1)."""
 
-    __slots__ = ("n", "dense_top", "expert_top", "repack_top", "swa_top", "expert_bottom", "token_embd",
+    __slots__ = ("n", "dense_top", "expert_top", "repack_top", "swa_top", "moe_top", "expert_bottom", "token_embd",
                  "output_gpu", "other", "total", "expert_frac", "active_params", "dense_total", "expert_total",
                  "repack_total", "tied", "params_per_byte", "n_swa", "n_global", "runtimes", "offloadable",
                  "memo")
@@ -404,6 +419,8 @@ class _Profile:
         self.expert_top = top_sums(s.layer_expert_bytes)
         self.repack_top = top_sums(s.layer_repack_bytes or (0,) * n)
         self.swa_top = top_sums([1 if arch.is_swa(il) else 0 for il in range(n)])
+        # MoE layers among the k highest (dense lead layers of DeepSeek / GLM are not)
+        self.moe_top = top_sums([1 if arch.is_moe and il >= arch.n_layer_dense_lead else 0 for il in range(n)])
         self.n_swa = self.swa_top[n]
         self.n_global = n - self.n_swa
         self.dense_total = self.dense_top[n]
@@ -663,13 +680,16 @@ class _Ctx:
         kv_cpu = self.unit * ((n - k - swa_rest) * ctx_tokens + swa_rest * win)
         t = 0.0
         if gpu_read:
-            t += (gpu_read + kv_gpu) / (hw.gpu_bandwidth * EFF_GPU_DECODE) + k * GPU_LAYER_LATENCY_S
+            t += ((gpu_read + kv_gpu) / (hw.gpu_bandwidth * EFF_GPU_DECODE) + k * GPU_LAYER_LATENCY_S
+                  + p.moe_top[k] * GPU_MOE_LAYER_LATENCY_S)
         if cpu_read:
             # CPU decoding is memory-bound on desktops but compute-bound on few cores: take the slower
             cpu_flops = 2.0 * cpu_read * p.params_per_byte + r.attn_flops * (n - k) / n
             mem_t = (cpu_read + kv_cpu) / (hw.ram_bandwidth * EFF_RAM)
             flop_t = cpu_flops / (self.threads * hw.cpu_flops_per_thread * EFF_CPU_DECODE)
             t += (mem_t if mem_t > flop_t else flop_t) + (n - k) * CPU_LAYER_LATENCY_S
+            # GPU layers whose experts stay in RAM: a CPU split and a round trip each
+            t += (k - kx) * (CPU_LAYER_LATENCY_S + GPU_CPU_ROUND_TRIP_S) if k > kx else 0.0
         return t
 
     def prompt_rate(self, ngl: int, weights_cpu: int) -> float:
@@ -768,7 +788,7 @@ def _options(c: _Ctx, rt: Runtime) -> list[Placement]:
     if ngl > n:
         return [_place(c, ngl, 0)]
     options = [_place(c, ngl, 0)]
-    if p.expert_total:
+    if p.expert_total and rt.expert_offload:
         if rt.n_cpu_moe is None:
             m = c.best_cpu_moe()
         else:

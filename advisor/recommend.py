@@ -353,7 +353,7 @@ def runtime_for(model: ModelEntry, hardware: est.Hardware, ctx: int, runtime: st
     profile = RUNTIMES[runtime]
     return est.Runtime(n_ctx=min(ctx, model.context_length), flash_attn=profile.flash_attn and hardware.has_gpu,
                        swa_full=profile.swa_full, n_batch=profile.n_batch, n_ubatch=profile.n_ubatch,
-                       vram_margin=profile.vram_margin)
+                       vram_margin=profile.vram_margin, expert_offload=profile.expert_offload)
 
 
 def evaluate(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, ctx: int, runtime: str = DEFAULT_RUNTIME,

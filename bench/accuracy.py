@@ -121,7 +121,11 @@ def main() -> None:
     print(f"{'speed on this CPU (llama-cpp-python defaults)':<46} {'':<13} {'measured':>9} {'ours':>9} {'ratio':>6}")
     for s in speed_rows:
         print(f"{s['case']:<46} {s['what']:<13} {s['llama_cpp']:9.1f} {s['estimate']:9.1f} "
-              f"{s['estimate'] / s['llama_cpp']:6.2f}")
+              f"{s['estimate'] / s['llama_cpp']:6.2f}  calibration")
+    print("\ncalibration: advisor/estimate.py's CPU speed constants (EFF_CPU_DECODE, CPU_LAYER_LATENCY_S, "
+          "EFF_CPU_PROMPT,\nCPU_SIMD_FACTOR_AVX512_VNNI) were fitted on these same two models on a 2-core machine, so "
+          "these rows show\nthe fit, not a prediction: nothing is held out here. Speeds the constants were not fitted "
+          "on: bench/answers.py\n(reported setups; its rows marked c are the GPU constants' calibration).")
 
 
 if __name__ == "__main__":

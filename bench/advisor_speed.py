@@ -6,6 +6,12 @@ Times (1) ranking every model x quantization of the catalog for one GPU, the adv
 request (target: under 10 ms), warm (per-model tables cached, as the web view keeps them) and cold
 (first request after a catalog change), and (2) the whole GPU x VRAM variant x model x quantization grid.
 The catalog is advisor/seed/*.json when present, else a synthetic one of 45 models.
+
+Then what a person waits for (skip with --no-site): (3) recommend.answer() for a question not asked before
+(the seed loaded into a throwaway SQLite database by the migrations; every choice, runners-up and
+alternatives, not just the bare ranking), and (4) a real GET of the answer page from the site as `make run`
+serves it (bench/http_load.py's Site: daphne on a free port, its own data folder), for new inputs and for
+inputs asked before (the page cache), one request at a time.
 """
 from __future__ import annotations
 
@@ -108,6 +114,8 @@ def _clear_caches():
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=40)
+    parser.add_argument("--no-site", dest="site", action="store_false",
+                        help="skip recommend.answer() and the GET of the answer page")
     args = parser.parse_args()
     models, quants, gpus, source = load_catalog()
     runtime = est.Runtime(n_ctx=8192, flash_attn=True)
@@ -153,6 +161,67 @@ def main() -> None:
     total = len(gpus) * n_pairs
     print(f"{'whole grid (every GPU x model x quant, est.rank())':<52} {grid * 1e3:8.1f} ms  "
           f"({total} pairs, {grid / total * 1e6:.1f} us each; {n} runnable)")
+    if args.site:
+        print()
+        what_a_person_waits_for(max(5, args.repeat // 4))
+
+
+ANSWER_PAGE = "/advisor/?gpu=nvidia-geforce-rtx-4070&vram_gib={vram}&ram_gib=32&ctx=8192&use=chat"
+
+
+def what_a_person_waits_for(repeat: int) -> None:
+    """recommend.answer() and a GET of the answer page, median of `repeat` each (new inputs every time)."""
+    import os
+    import tempfile
+    import urllib.request
+
+    with tempfile.TemporaryDirectory(prefix="advisor-speed-") as db_dir:
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmsite.settings")
+        os.environ["DATABASE_URL"] = f"sqlite:///{db_dir}/speed.sqlite3"
+        import django
+        from django.core.management import call_command
+
+        django.setup()
+        call_command("migrate", verbosity=0)
+        from advisor import recommend
+        from advisor.models import GPU
+
+        gpu = GPU.objects.get(slug="nvidia-geforce-rtx-4070")
+        recommend.answer(recommend.Question(gpu=gpu.slug, vram_gib=12, ram_gib=32, ctx=8192), gpu=gpu)  # warm
+        sizes = iter(range(10**6))
+
+        def new_answer():
+            vram = 8 + next(sizes) / 1000  # a memory size not asked before
+            return recommend.answer(recommend.Question(gpu=gpu.slug, vram_gib=vram, ram_gib=32, ctx=8192), gpu=gpu)
+
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            answer = new_answer()
+            times.append(time.perf_counter() - t)
+        print(f"{'recommend.answer(), new inputs (catalog warm)':<52} {statistics.median(times) * 1e3:8.1f} ms  "
+              f"(median of {repeat}; {len(answer['results'])} results)")
+
+    from bench.http_load import Site
+
+    site = Site("advisor-speed", Path(__file__).resolve().parent.parent, limit_off=True)
+    site.start()
+    try:
+        def get(path: str) -> float:
+            t = time.perf_counter()
+            with urllib.request.urlopen(site.url + path, timeout=120) as response:
+                response.read()
+            return time.perf_counter() - t
+
+        get(ANSWER_PAGE.format(vram=12))  # the first request loads the catalog snapshot
+        fresh = [get(ANSWER_PAGE.format(vram=f"{8 + i / 1000:.3f}")) for i in range(repeat)]
+        again = [get(ANSWER_PAGE.format(vram=12)) for _ in range(repeat)]
+        print(f"{'GET the answer page, new inputs (daphne, one at a time)':<52} "
+              f"{statistics.median(fresh) * 1e3:8.1f} ms  (median of {repeat})")
+        print(f"{'GET the answer page, inputs asked before (page cache)':<52} "
+              f"{statistics.median(again) * 1e3:8.1f} ms  (median of {repeat})")
+    finally:
+        site.stop()
 
 
 if __name__ == "__main__":

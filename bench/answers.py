@@ -57,7 +57,21 @@ def llmfit(*args: str) -> dict | None:
         return None
 
 
+# Memory sizes tried, smallest first, when a report does not give the machine's RAM (or a unified-memory
+# device's size): the setup ran, so the machine had at least the smallest common size that holds it.
+COMMON_RAM_GIB = (16, 32, 48, 64, 96, 128, 192, 256)
+
+
 def advisor_row(setup: dict) -> dict | None:
+    """The advisor's estimate for the placement the report gives.
+
+    placement 'gpu' (or n_gpu_layers >= 99): every layer on the GPU, as given; 'layers' without a count: the
+    most whole layers that fit (no --n-cpu-moe); 'moe_cpu': every layer on the GPU with the experts of the
+    first n_cpu_moe layers in RAM; none of these: the runtime's own best choice. A report's depth (tokens
+    already in the cache when decode was timed) is the context the decode speed is estimated at.
+    A RAM size (or a unified device's memory size) not reported is the smallest common size that holds the
+    setup, shown as "~N" in the table.
+    """
     from advisor import estimate as est
     from advisor import recommend
     from advisor.models import GPU
@@ -70,26 +84,57 @@ def advisor_row(setup: dict) -> dict | None:
         return None
     if (setup.get("runtime") or "llama-server") not in est.RUNTIMES:
         return None  # not llama.cpp (MLX): nothing of ours to compare
-    hw = recommend.hardware_for(gpu, setup.get("vram_gib"), setup.get("ram_gib") or 32)
     runtime = setup.get("runtime") or "llama-server"
-    rt = recommend.runtime_for(model, hw, setup.get("ctx") or 4096, runtime)
-    if setup.get("n_gpu_layers") is not None or setup.get("n_cpu_moe"):
-        ngl = setup.get("n_gpu_layers")
-        rt = replace(rt, n_gpu_layers=-1 if ngl is None else ngl, n_cpu_moe=setup.get("n_cpu_moe"))
-    e = est.estimate(model.archs[quant.name], quant.name, rt, hw)
+    unified = gpu is not None and gpu.unified_memory
+    if unified and not setup.get("vram_gib"):
+        sizes, assumed = [v for v in sorted(gpu.vram_gib)], "vram"
+    elif not unified and not setup.get("ram_gib"):
+        sizes, assumed = list(COMMON_RAM_GIB), "ram"
+    else:
+        sizes, assumed = [None], None
+    for size in sizes:
+        vram = size if assumed == "vram" else setup.get("vram_gib")
+        ram = size if assumed == "ram" else (setup.get("ram_gib") or 32)
+        hw = recommend.hardware_for(gpu, vram, ram)
+        rt = recommend.runtime_for(model, hw, setup.get("ctx") or 4096, runtime)
+        ngl, ncmoe = setup.get("n_gpu_layers"), setup.get("n_cpu_moe")
+        if ncmoe:
+            rt = replace(rt, n_gpu_layers=-1 if ngl is None else ngl, n_cpu_moe=ncmoe)
+        elif ngl is not None:
+            rt = replace(rt, n_gpu_layers=ngl)
+        elif setup.get("placement") == "layers":
+            rt = replace(rt, n_cpu_moe=0)
+        if setup.get("depth") is not None:
+            rt = replace(rt, decode_context=setup["depth"])
+        e = est.estimate(model.archs[quant.name], quant.name, rt, hw)
+        if e.fits != "no":
+            break
     return {"tok_s": e.decode_tokens_per_s, "fits": e.fits, "gpu_gib": e.gpu_bytes / est.GIB,
-            "cpu_gib": e.cpu_bytes / est.GIB}
+            "cpu_gib": e.cpu_bytes / est.GIB, "assumed": f"~{size:g}" if assumed else "", "assumed_what": assumed,
+            "size": size,
+            "placement": e.placement, "n_gpu_layers": e.n_gpu_layers, "n_cpu_moe": e.n_cpu_moe}
 
 
-def llmfit_row(setup: dict) -> dict | None:
-    vram = setup.get("vram_gib")
-    args = ["--memory", f"{vram:g}G"] if vram else []
-    args += ["--ram", f"{setup.get('ram_gib') or 32:g}G", "--max-context", str(setup.get("ctx") or 4096)]
-    data = llmfit(*args, "info", setup.get("llmfit_name") or setup["model"])
-    if not data or not data.get("models"):
+def llmfit_row(setup: dict, adv: dict) -> dict | None:
+    """llmfit's plan for the same model, quantization, context and memory sizes (`llmfit plan --quant`).
+
+    llmfit is told the GPU's memory (--memory) and the RAM (--ram), not which GPU it is: given a memory size,
+    it knows no bandwidth for the card (its `--profile` sets bandwidth but no VRAM, and the two cannot be
+    combined), so its speed comes from its own default for a "user-specified GPU".
+    """
+    name = setup.get("llmfit_name")
+    if not name:
         return None
-    m = data["models"][0]
-    return {"tok_s": m.get("estimated_tps"), "fit": m.get("fit_level"), "name": m.get("name")}
+    # the memory sizes the advisor's row took (a size the report left out: the same assumed size)
+    vram = setup.get("vram_gib") or (adv["size"] if adv["assumed_what"] == "vram" else None)
+    ram = setup.get("ram_gib") or (adv["size"] if adv["assumed_what"] == "ram" else 32)
+    args = ["--memory", f"{vram:g}G"] if vram else []
+    args += ["--ram", f"{ram:g}G"]
+    data = llmfit(*args, "plan", name, "--context", str(setup.get("ctx") or 4096), "--quant", setup["quant"])
+    if not data or "current" not in data:
+        return None
+    current = data["current"]
+    return {"tok_s": current.get("estimated_tps"), "fit": current.get("fit_level"), "name": data.get("model_name")}
 
 
 RUNTIMES = {"llama-bench": "llama-server", "llama.cpp": "llama-server", "llama-server": "llama-server",
@@ -112,7 +157,7 @@ def normalise(setup: dict) -> dict:
     if row.get("runtime"):
         row["runtime"] = RUNTIMES.get(row["runtime"], row["runtime"])
     if row.get("placement") == "gpu" or (row.get("n_gpu_layers") or 0) >= 99:
-        row["n_gpu_layers"] = None  # all layers
+        row["n_gpu_layers"] = -1  # all layers, as given (llama.cpp: 99 or 999 = every layer and the output)
     return row
 
 
@@ -121,41 +166,61 @@ def _num(x, fmt="{:.1f}"):
 
 
 def table(setups: list[dict], use_llmfit: bool):
-    print(f"{'model':<28} {'quant':<8} {'where':<26} {'meas':>6} {'adv':>6} {'ratio':>5} {'fits':<8} "
+    print(f"{'id':>2} {'model':<28} {'quant':<8} {'where':<30} {'meas':>6} {'adv':>6} {'ratio':>5} {'fits':<8} "
           f"{'llmfit':>6} {'ratio':>5} {'llmfit fit':<11} link")
-    within = fits_ok = n = llm_within = llm_n = 0
+    counts = {"all": [0, 0], "held out": [0, 0]}
+    fits_ok = n = llm_within = llm_n = 0
+    excluded = []
     for s in setups:
         missing = [k for k in SETUP_KEYS if k not in s]
         if missing:
             print(f"skipped (missing {', '.join(missing)}): {s}")
             continue
+        if s.get("excluded"):
+            excluded.append(s)
+            continue
         adv = advisor_row(s)
         if adv is None:
-            print(f"skipped (not in the catalog): {s['model']} {s['quant']} {s.get('gpu') or ''}")
+            print(f"   skipped (not in the catalog or not llama.cpp): {s['model']} {s['quant']} {s.get('gpu') or ''} "
+                  f"{s.get('runtime') or ''}")
             continue
-        lf = llmfit_row(s) if use_llmfit else None
-        where = f"{s.get('gpu') or ''}{' ' + format(s['vram_gib'], 'g') + 'G' if s.get('vram_gib') else ''}"
+        lf = llmfit_row(s, adv) if use_llmfit else None
+        size = s.get("vram_gib") or (adv["assumed"] if adv["assumed_what"] == "vram" else "")
+        where = f"{(s.get('gpu') or '').replace('nvidia-geforce-', '').replace('amd-radeon-', '')} {size}"
+        if adv["assumed_what"] == "ram":
+            where += f" RAM{adv['assumed']}"
         if s.get("n_cpu_moe"):
             where += f" ncmoe={s['n_cpu_moe']}"
-        elif s.get("n_gpu_layers") is not None:
-            where += f" ngl={s['n_gpu_layers']}"
+        elif adv["placement"] == "split":
+            where += f" ngl={adv['n_gpu_layers']}"
         measured = s["measured_tok_s"]
         ratio = adv["tok_s"] / measured if measured else None
         lratio = lf["tok_s"] / measured if lf and lf.get("tok_s") and measured else None
         n += 1
-        within += ratio is not None and 0.75 <= ratio <= 1.25
+        ok = ratio is not None and 0.75 <= ratio <= 1.25
+        for key in ("all", "held out") if not s.get("calibration") else ("all",):
+            counts[key][0] += ok
+            counts[key][1] += 1
         fits_ok += not (s.get("works", True) and adv["fits"] == "no")
         if lratio is not None:
             llm_n += 1
             llm_within += 0.75 <= lratio <= 1.25
-        print(f"{s['model'][:28]:<28} {s['quant']:<8} {where[-26:]:<26} {_num(measured):>6} {_num(adv['tok_s']):>6} "
-              f"{_num(ratio, '{:.2f}'):>5} {adv['fits']:<8} {_num(lf and lf.get('tok_s')):>6} "
+        mark = "c" if s.get("calibration") else " "
+        print(f"{s.get('id', ''):>2}{mark}{s['model'][:28]:<28} {s['quant']:<8} {where[:30]:<30} {_num(measured):>6} "
+              f"{_num(adv['tok_s']):>6} {_num(ratio, '{:.2f}'):>5} {adv['fits']:<8} {_num(lf and lf.get('tok_s')):>6} "
               f"{_num(lratio, '{:.2f}'):>5} {str(lf and lf.get('fit') or '-'):<11} {s['link']}")
+    for s in excluded:
+        print(f"{s.get('id', ''):>2}x{s['model'][:28]:<28} {s['quant']:<8} excluded: {s['excluded']}")
     if n:
-        print(f"\nadvisor: decode within +-25% on {within}/{n} rows; reported-working setups not called "
-              f"'doesn't fit': {fits_ok}/{n}")
+        (w_all, n_all), (w_out, n_out) = counts["all"], counts["held out"]
+        print(f"\nc: a calibration row (a constant of advisor/estimate.py was set from it); x: excluded, with why"
+              f"\nadvisor: decode within +-25% on {w_all}/{n_all} rows ({100 * w_all / n_all:.0f}%), "
+              f"{w_out}/{n_out} held-out rows ({100 * w_out / max(1, n_out):.0f}%); "
+              f"reported-working setups not called 'doesn't fit': {fits_ok}/{n}")
         if llm_n:
-            print(f"llmfit: decode within +-25% on {llm_within}/{llm_n} rows it knows")
+            print(f"llmfit: decode within +-25% on {llm_within}/{llm_n} rows it could place")
+        elif use_llmfit:
+            print("llmfit: not run (not installed: pip install '.[bench]', or no llmfit_name in the rows)")
     else:
         print("(no setups yet)")
 

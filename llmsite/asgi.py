@@ -15,6 +15,7 @@ from django.conf import settings  # noqa: E402
 from chat.limits import CoolingDownGate  # noqa: E402
 from chat.origin import SameOriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from llmsite.health import HealthzCache  # noqa: E402
 from llmsite.proxy import ClientAddressMiddleware  # noqa: E402
 
 if settings.REDIS_URL:
@@ -23,7 +24,7 @@ if settings.REDIS_URL:
 
     get_manager().start()
 
-# Outermost: HTTP and WebSocket see the same client address (a trusted proxy's X-Forwarded-For, or the peer).
+# HTTP and WebSocket see the same client address (a trusted proxy's X-Forwarded-For, or the peer).
 application = ClientAddressMiddleware(ProtocolTypeRouter(
     {
         "http": django_asgi_app,
@@ -31,3 +32,6 @@ application = ClientAddressMiddleware(ProtocolTypeRouter(
         "websocket": SameOriginValidator(CoolingDownGate(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }
 ))
+# Outermost: anonymous GET /healthz from a copy at most LLMSITE_HEALTHZ_MAX_AGE_MS old (llmsite/health.py).
+application = HealthzCache(application, max_age_s=settings.LLMSITE_HEALTHZ_MAX_AGE_MS / 1000,
+                           session_cookie=settings.SESSION_COOKIE_NAME)

@@ -381,3 +381,78 @@ def test_the_models_status_page_names_no_secret(keyed_site):
     with urllib.request.urlopen(request, timeout=10) as response:
         page = response.read().decode()
     assert PASSWORD not in page and KEY not in page
+
+
+def test_a_sealed_message_copied_out_of_redis_and_written_back_is_dropped(locked_redis):
+    """Someone who reads Redis but has no key copies a sealed message (a reply token, an announcement) and
+    writes it back, as it was or with another random prefix: the receiver opens it once only."""
+    from chat.worker.redis_layer import SealedRedisChannelLayer
+
+    async def scenario():
+        site = SealedRedisChannelLayer(hosts=[locked_redis.secure_url], symmetric_encryption_keys=[KEY])
+        alice = await site.new_channel("specific")
+        key = f"asgi{alice.split('!')[0]}!"
+        await site.send(alice, {"type": "reply.token", "text": "once"})
+        sealed = redis_bytes(locked_redis.port, "ZRANGE", key, "0", "-1")
+        assert len(sealed) == 1 and b"once" not in sealed[0]
+        first = await asyncio.wait_for(site.receive(alice), 20)
+        prefix = site._serializer.random_prefix_length
+        for copy in (sealed[0], b"\x00" * prefix + sealed[0][prefix:]):
+            assert redis_raw(locked_redis.port, "ZADD", key, str(time.time()), copy).startswith(b":1")
+        await site.send(alice, {"type": "reply.token", "text": "twice"})
+        second = await asyncio.wait_for(site.receive(alice), 20)
+        await site.close_pools()
+        return first, second
+
+    first, second = run(scenario(), timeout=60)
+    assert first == {"type": "reply.token", "text": "once"}
+    assert second == {"type": "reply.token", "text": "twice"}, "a replayed copy was delivered"
+
+
+def redis_raw(port: int, *args) -> bytes:
+    """One command with binary arguments (sealed messages are bytes) after AUTH; the raw reply."""
+    def command(conn, parts):
+        parts = [a if isinstance(a, bytes) else str(a).encode() for a in parts]
+        conn.sendall(b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts))
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        command(conn, ["AUTH", PASSWORD])
+        assert conn.recv(64).startswith(b"+OK")
+        command(conn, args)
+        data = b""
+        while not _complete(data):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def redis_bytes(port: int, *args) -> list[bytes]:
+    """The members of an array reply, as raw bytes."""
+    return _array_members(redis_raw(port, *args))
+
+
+def _array_members(data: bytes) -> list[bytes]:
+    count_end = data.index(b"\r\n")
+    members, at = [], count_end + 2
+    for _ in range(int(data[1:count_end])):
+        length_end = data.index(b"\r\n", at)
+        length = int(data[at + 1:length_end])
+        if length_end + 2 + length + 2 > len(data):
+            raise IndexError("incomplete")
+        members.append(data[length_end + 2:length_end + 2 + length])
+        at = length_end + 2 + length + 2
+    return members
+
+
+def _complete(data: bytes) -> bool:
+    if not data.endswith(b"\r\n"):
+        return False
+    if not data.startswith(b"*"):
+        return True
+    try:
+        _array_members(data)
+        return True
+    except (ValueError, IndexError):
+        return False

@@ -348,3 +348,94 @@ def test_with_redis_deactivating_an_account_in_another_process_closes_its_socket
 
     code, errors = run(attack())
     assert code == 4401 and errors[-1] == "account_inactive"
+
+
+# --- handshake floods from clients without a session ----------------------------------------------------------
+HANDSHAKE_FLOODERS = 8
+
+
+FLOODING_ADDRESS = "127.0.0.3"  # another machine on the LAN, as far as the server can tell
+
+
+async def flood_handshakes(url: str, cookie: str | None, stop_at: float, counts) -> None:
+    """Handshake after handshake until stop_at, each on a new connection, as fast as the server answers."""
+    parts = urlsplit(url)
+    headers = {"Origin": url, **({"Cookie": cookie} if cookie else {})}
+    while time.monotonic() < stop_at:
+        try:
+            ws = await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/", headers, FLOODING_ADDRESS)
+        except RuntimeError as refused:
+            # 403: closed before accept, as an anonymous socket is; 429: over the address's handshake budget
+            counts["refused 429" if " 429 " in str(refused) else "refused"] += 1
+            continue
+        except (OSError, asyncio.IncompleteReadError):
+            counts["closed at accept"] += 1  # over the budget: the connection is closed unread
+            continue
+        counts["accepted"] += 1
+        ws.close()
+
+
+async def round_trip_ms(socket: Socket) -> float:
+    started = time.perf_counter()
+    assert await answers(socket)
+    return (time.perf_counter() - started) * 1000
+
+
+@pytest.mark.parametrize("cookie", [None, "sessionid=forged0000000000000000000000000000"], ids=["no-cookie", "forged"])
+def test_a_flood_of_handshakes_without_a_session_stalls_no_one(site, cookie):
+    """Eight clients open WebSocket after WebSocket with no session (or a forged session cookie, which costs
+    the server a session lookup each): none gets a socket, while a signed-in person's open socket keeps
+    answering, the same person opens a new one, and /healthz answers."""
+    from collections import Counter
+
+    chatter = session_cookies(site, f"handshake-chatter-{'forged' if cookie else 'none'}", 1)[0]
+
+    async def attack():
+        person = await connect(site.url, chatter)
+        idle = [await round_trip_ms(person) for _ in range(5)]
+        idle_health = [await asyncio.to_thread(healthz_ms, site.url) for _ in range(5)]
+        counts = Counter()
+        started = time.monotonic()
+        stop_at = started + FLOOD_S
+        flood = asyncio.gather(*(flood_handshakes(site.url, cookie, stop_at, counts)
+                                 for _ in range(HANDSHAKE_FLOODERS)))
+        await asyncio.sleep(1.0)
+
+        async def sample_healthz():
+            samples = []
+            while time.monotonic() < stop_at:
+                samples.append(await asyncio.to_thread(healthz_ms, site.url))
+                await asyncio.sleep(0.1)
+            return samples
+
+        health = asyncio.ensure_future(sample_healthz())
+        trips = []
+        while time.monotonic() < stop_at - 1:
+            trips.append(await round_trip_ms(person))
+            await asyncio.sleep(0.1)
+        opened_at = time.perf_counter()
+        second = await connect(site.url, chatter)  # a person's own handshake gets through the flood
+        open_ms = (time.perf_counter() - opened_at) * 1000
+        assert await answers(second)
+        health = await health
+        await flood
+        for socket in (person, second):
+            socket.close()
+        return idle, trips, open_ms, idle_health, health, counts, time.monotonic() - started
+
+    idle, trips, open_ms, idle_health, health, counts, flood_s = run(attack(), timeout=300)
+    print(f"\nhandshake flood ({cookie and 'forged session' or 'no cookie'}): {dict(counts)} in {flood_s:.1f} s; "
+          f"the person's round trip idle median {statistics.median(idle):.0f} ms, under flood median "
+          f"{statistics.median(trips):.0f} ms, slowest {max(trips):.0f} ms; a new socket of theirs opened in "
+          f"{open_ms:.0f} ms; /healthz idle median {statistics.median(idle_health):.0f} ms, under flood median "
+          f"{statistics.median(health):.0f} ms, slowest {max(health):.0f} ms")
+    assert counts["refused"] + counts["refused 429"] + counts["closed at accept"] >= 300, "it was a flood"
+    assert counts["accepted"] == 0, "a client without a session got a socket"
+    # What reaches the WebSocket stack (and the session lookup) is the address's budget, not the flood:
+    # a burst of LLMSITE_HANDSHAKE_BURST, then LLMSITE_HANDSHAKES_PER_S (60 and 10 by default).
+    assert counts["refused"] <= 60 + 10 * flood_s + 10, dict(counts)
+    # Timed by this process, which drives the flood on the same 2 cores: the bounds are far below the seconds
+    # a stalled site takes, and above what a busy shared machine adds.
+    assert statistics.quantiles(trips, n=20)[-1] <= 500 and max(trips) <= 2000, sorted(round(t) for t in trips)[-5:]
+    assert open_ms <= 2000
+    assert statistics.quantiles(health, n=20)[-1] <= 500 and max(health) <= 2000, sorted(round(h) for h in health)[-5:]

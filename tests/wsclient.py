@@ -27,8 +27,10 @@ class WebSocket:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def connect(cls, host: str, port: int, path: str, headers: dict) -> WebSocket:
-        reader, writer = await asyncio.open_connection(host, port)
+    async def connect(cls, host: str, port: int, path: str, headers: dict,
+                      local_address: str | None = None) -> WebSocket:
+        reader, writer = await asyncio.open_connection(host, port,
+                                                       local_addr=(local_address, 0) if local_address else None)
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
         lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",

@@ -60,7 +60,7 @@ class Command(BaseCommand):
         flash = o["flash_attn"] if o["flash_attn"] is not None else profile.flash_attn and hardware.has_gpu
         runtime = est.Runtime(n_ctx=ctx, kv_type=o["kv_type"], flash_attn=flash, n_gpu_layers=o["n_gpu_layers"],
                               swa_full=profile.swa_full, n_batch=profile.n_batch, n_ubatch=profile.n_ubatch,
-                              vram_margin=profile.vram_margin)
+                              vram_margin=profile.vram_margin, expert_offload=profile.expert_offload)
         result = est.estimate(arch, quant_name, runtime, hardware)
         if o["json"]:
             self.stdout.write(json.dumps(result.to_dict(), indent=2))

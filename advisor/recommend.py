@@ -278,9 +278,10 @@ def _known_quant(name: str) -> bool:
 _SNAPSHOT: CatalogSnapshot | None = None
 
 
-def snapshot() -> CatalogSnapshot:
+def snapshot(version: str | None = None) -> CatalogSnapshot:
+    """The catalog as ranking reads it; `version`, when the caller knows it, saves reading it again."""
     global _SNAPSHOT
-    if _SNAPSHOT is None or _SNAPSHOT.version != catalog_version():
+    if _SNAPSHOT is None or _SNAPSHOT.version != (version or catalog_version()):
         _SNAPSHOT = CatalogSnapshot()
     return _SNAPSHOT
 

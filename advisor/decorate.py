@@ -86,16 +86,16 @@ def placement_text(option: dict) -> str:
 
 
 def runner_up_line(alt: dict) -> str:
-    line = "%s, %s: ~%s tok/s, %s + %s %s, %s" % (
-        alt["quant"], placement_text(alt), f"{alt['decode_tokens_per_s']:.0f}", filesizeformat(alt["gpu_bytes"]),
-        filesizeformat(alt["cpu_bytes"]), _("in RAM"), _("score %(s)s") % {"s": f"{alt['score']:.1f}"})
-    return line + (" (%s)" % _("1–2-bit") if alt.get("low_bit") else "")
+    speed, score = f"{alt['decode_tokens_per_s']:.0f}", _("score %(s)s") % {"s": f"{alt['score']:.1f}"}
+    line = (f"{alt['quant']}, {placement_text(alt)}: ~{speed} tok/s, {filesizeformat(alt['gpu_bytes'])} + "
+            f"{filesizeformat(alt['cpu_bytes'])} {_('in RAM')}, {score}")
+    return line + (f" ({_('1–2-bit')})" if alt.get("low_bit") else "")
 
 
 def memory_text(row: dict) -> str:
     text = filesizeformat(row["gpu_bytes"])
     if row["cpu_bytes"]:
-        text += " + %s %s" % (filesizeformat(row["cpu_bytes"]), _("in RAM"))
+        text += f" + {filesizeformat(row['cpu_bytes'])} {_('in RAM')}"
     return text
 
 

@@ -25,7 +25,7 @@ GROUPS = [
 def quant_choices() -> list[tuple[str, str]]:
     """The catalog's quantizations the matrix can draw (native formats such as MXFP4 fit only some models)."""
     return page_cache.per_catalog("matrix-quants", lambda: [
-        (q.name, f"{q.name} ({q.bits_per_weight:g} bits)") for q in page_cache.snapshot().quants
+        (q.name, q.name) for q in page_cache.snapshot().quants
         if q.name not in quant_types.ALIASES])
 
 

@@ -149,3 +149,35 @@ def test_the_matrix_table_is_computed_once_per_catalog_version(client, monkeypat
     gpu.save()
     client.get("/advisor/matrix/", {"vendor": "amd"})
     assert len(calls) == 2, "a catalog edit draws it again"
+
+
+def every_halving(model, quants, hardware, question):
+    """The plain search: each halved context in turn, longest first."""
+    from advisor import recommend
+
+    ctx = min(question.ctx, model.context_length) // 2
+    while ctx >= 2048:
+        placed = recommend.placements([model], quants, hardware, ctx, question.runtime, every_placement=True)
+        running, _fastest = recommend.choose(model, quants, placed, question)
+        if running:
+            _score, _speed, q, row = running[0]
+            return recommend.evaluate(model, q, hardware, ctx, question.runtime, (row.n_gpu_layers, row.n_cpu_moe),
+                                      question.use, question.min_speed)
+        ctx //= 2
+    return None
+
+
+def test_the_shorter_context_search_finds_what_trying_every_halving_finds(monkeypatch):
+    from advisor import recommend
+
+    alternatives = 0
+    for gpu in ("nvidia-geforce-gtx-1650", "nvidia-geforce-rtx-4060", "amd-radeon-rx-7900-xtx"):
+        for ctx, speed in ((8192, 8), (32768, 8), (131072, 30)):
+            question = recommend.Question(gpu=gpu, ctx=ctx, min_speed=speed)
+            fast = recommend.answer(question)
+            with monkeypatch.context() as patched:
+                patched.setattr(recommend, "_with_shorter_context", every_halving)
+                plain = recommend.answer(question)
+            assert fast == plain, (gpu, ctx, speed)
+            alternatives += len(plain["alternatives"])
+    assert alternatives > 0, "some of these questions have answers with a shorter context"

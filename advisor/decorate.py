@@ -8,6 +8,7 @@ import re
 
 from django.conf import settings
 from django.template.defaultfilters import filesizeformat
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from advisor import page_cache
@@ -65,14 +66,15 @@ def few_bits_note(row: dict) -> str:
         return _("%(q)s keeps 3 bits or fewer a weight; its quality cost has not been measured.") % {"q": row["quant"]}
     return _("%(q)s keeps 3 bits or fewer a weight: it costs %(c)s%% of the model's quality (KL divergence "
              "%(k)s against F16, measured by llama.cpp).") % {
-        "q": row["quant"], "c": row["quant_cost_percent"], "k": f"{row['kld']:.3f}"}
+        "q": row["quant"], "c": number_format(row["quant_cost_percent"], 1), "k": number_format(row["kld"], 3)}
 
 
 def rank_reason(row: dict) -> str:
     """One line that says how the row's score was made (issue 12: every row explains its rank)."""
     return _("Score %(s)s = quality %(q)s − %(c)s%% for %(quant)s × %(f)s for speed") % {
-        "s": f"{row['score']:.1f}", "q": f"{row['quality_used']:.1f}", "c": row["quant_cost_percent"],
-        "quant": row["quant"], "f": f"{row['speed_factor']:.2f}"}
+        "s": number_format(row["score"], 1), "q": number_format(row["quality_used"], 1),
+        "c": number_format(row["quant_cost_percent"], 1), "quant": row["quant"],
+        "f": number_format(row["speed_factor"], 2)}
 
 
 def placement_text(option: dict) -> str:
@@ -86,7 +88,8 @@ def placement_text(option: dict) -> str:
 
 
 def runner_up_line(alt: dict) -> str:
-    speed, score = f"{alt['decode_tokens_per_s']:.0f}", _("score %(s)s") % {"s": f"{alt['score']:.1f}"}
+    speed = number_format(alt["decode_tokens_per_s"], 0)
+    score = _("score %(s)s") % {"s": number_format(alt["score"], 1)}
     line = (f"{alt['quant']}, {placement_text(alt)}: ~{speed} tok/s, {filesizeformat(alt['gpu_bytes'])} + "
             f"{filesizeformat(alt['cpu_bytes'])} {_('in RAM')}, {score}")
     return line + (f" ({_('1–2-bit')})" if alt.get("low_bit") else "")

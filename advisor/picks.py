@@ -9,6 +9,7 @@ line that link previews show.
 A row picked twice is shown once, with both labels.
 """
 
+from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
 from advisor.models import GPU
@@ -34,11 +35,11 @@ def picks(results: list[dict]) -> list[dict]:
     chosen: list[dict] = []
     for kind, row, why in (
         ("best", best, _("The highest quality after its quantization's measured loss (%(q)s) that reaches "
-                         "your minimum speed.") % {"q": f"{kept_quality(best):.1f}"}),
+                         "your minimum speed.") % {"q": number_format(kept_quality(best), 1)}),
         ("fastest", fastest, _("The fastest option within %(share)s%% of the best quality: ~%(speed)s tokens/s.")
-         % {"share": round(100 * GOOD_SHARE), "speed": f"{fastest['decode_tokens_per_s']:.0f}"}),
+         % {"share": round(100 * GOOD_SHARE), "speed": number_format(fastest["decode_tokens_per_s"], 0)}),
         ("biggest", biggest, _("The most parameters (%(size)sB) that still reach your minimum speed.")
-         % {"size": f"{biggest['params_b']:g}"}),
+         % {"size": number_format(biggest["params_b"])}),
     ):
         same = next((pick for pick in chosen if pick["row"] is row), None)
         if same:

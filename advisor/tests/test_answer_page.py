@@ -211,3 +211,10 @@ def test_without_the_fragment_nothing_is_drawn_in_its_place(client):
     views.get_model_template.cache_clear()
     assert views.get_model_template() == ""
     assert 'class="get-model"' not in client.get("/advisor/", RTX_4060).content.decode()
+
+
+def test_the_answer_speaks_spanish_with_spanish_numbers(client):
+    html = client.get("/advisor/", RTX_4060, HTTP_ACCEPT_LANGUAGE="es").content.decode()
+    assert "Mejor calidad" in html and "Las mejores opciones, ordenadas" in html
+    assert re.search(r"Puntuación \d+,\d = calidad \d+,\d", html), "numbers made in Python are localised too"
+    assert re.search(r"La mayor calidad tras la pérdida medida de su cuantización \(\d+,\d\)", html)

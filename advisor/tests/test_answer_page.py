@@ -218,3 +218,16 @@ def test_the_answer_speaks_spanish_with_spanish_numbers(client):
     assert "Mejor calidad" in html and "Las mejores opciones, ordenadas" in html
     assert re.search(r"Puntuación \d+,\d = calidad \d+,\d", html), "numbers made in Python are localised too"
     assert re.search(r"La mayor calidad tras la pérdida medida de su cuantización \(\d+,\d\)", html)
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_sizes_read_as_filesizeformat_writes_them(language):
+    from django.template.defaultfilters import filesizeformat
+    from django.utils import translation
+
+    from advisor.decorate import SizeFormat
+
+    with translation.override(language):
+        size = SizeFormat()
+        for value in (0, 1, 1023, 1024, 1536, 10**6, 2**20, 7_654_321_098, 12 * 2**30 - 1, 3 * 2**40, 2**51):
+            assert size(value) == filesizeformat(value), value

@@ -61,6 +61,11 @@ def measurements_by_model(slugs_and_names) -> dict:
     return found
 
 
+def decimal(value: float, places: int) -> str:
+    """The number in the page's language with `places` decimals, rounded (number_format alone truncates)."""
+    return number_format(round(value, places), places)
+
+
 # filesizeformat's units, largest first (Django's own translations; a variable, so makemessages skips them).
 _UNITS = ((1 << 50, "%s PB"), (1 << 40, "%s TB"), (1 << 30, "%s GB"), (1 << 20, "%s MB"), (1 << 10, "%s KB"))
 
@@ -87,15 +92,15 @@ def few_bits_note(row: dict) -> str:
         return _("%(q)s keeps 3 bits or fewer a weight; its quality cost has not been measured.") % {"q": row["quant"]}
     return _("%(q)s keeps 3 bits or fewer a weight: it costs %(c)s%% of the model's quality (KL divergence "
              "%(k)s against F16, measured by llama.cpp).") % {
-        "q": row["quant"], "c": number_format(row["quant_cost_percent"], 1), "k": number_format(row["kld"], 3)}
+        "q": row["quant"], "c": decimal(row["quant_cost_percent"], 1), "k": decimal(row["kld"], 3)}
 
 
 def rank_reason(row: dict) -> str:
     """One line that says how the row's score was made (issue 12: every row explains its rank)."""
     return _("Score %(s)s = quality %(q)s − %(c)s%% for %(quant)s × %(f)s for speed") % {
-        "s": number_format(row["score"], 1), "q": number_format(row["quality_used"], 1),
-        "c": number_format(row["quant_cost_percent"], 1), "quant": row["quant"],
-        "f": number_format(row["speed_factor"], 2)}
+        "s": decimal(row["score"], 1), "q": decimal(row["quality_used"], 1),
+        "c": decimal(row["quant_cost_percent"], 1), "quant": row["quant"],
+        "f": decimal(row["speed_factor"], 2)}
 
 
 def placement_text(option: dict) -> str:
@@ -109,8 +114,8 @@ def placement_text(option: dict) -> str:
 
 
 def runner_up_line(alt: dict, size=filesizeformat) -> str:
-    speed = number_format(alt["decode_tokens_per_s"], 0)
-    score = _("score %(s)s") % {"s": number_format(alt["score"], 1)}
+    speed = decimal(alt["decode_tokens_per_s"], 0)
+    score = _("score %(s)s") % {"s": decimal(alt["score"], 1)}
     line = (f"{alt['quant']}, {placement_text(alt)}: ~{speed} tok/s, {size(alt['gpu_bytes'])} + "
             f"{size(alt['cpu_bytes'])} {_('in RAM')}, {score}")
     return line + (f" ({_('1–2-bit')})" if alt.get("low_bit") else "")

@@ -12,6 +12,7 @@ A row picked twice is shown once, with both labels.
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
+from advisor.decorate import decimal
 from advisor.models import GPU
 
 GOOD_SHARE = 0.85
@@ -35,9 +36,9 @@ def picks(results: list[dict]) -> list[dict]:
     chosen: list[dict] = []
     for kind, row, why in (
         ("best", best, _("The highest quality after its quantization's measured loss (%(q)s) that reaches "
-                         "your minimum speed.") % {"q": number_format(kept_quality(best), 1)}),
+                         "your minimum speed.") % {"q": decimal(kept_quality(best), 1)}),
         ("fastest", fastest, _("The fastest option within %(share)s%% of the best quality: ~%(speed)s tokens/s.")
-         % {"share": round(100 * GOOD_SHARE), "speed": number_format(fastest["decode_tokens_per_s"], 0)}),
+         % {"share": round(100 * GOOD_SHARE), "speed": decimal(fastest["decode_tokens_per_s"], 0)}),
         ("biggest", biggest, _("The most parameters (%(size)sB) that still reach your minimum speed.")
          % {"size": number_format(biggest["params_b"])}),
     ):

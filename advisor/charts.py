@@ -1,23 +1,27 @@
 """Geometry for the SVG charts drawn on the server (readable without JavaScript)."""
 
+import math
+
 WIDTH, HEIGHT = 560, 260
-LEFT, RIGHT, TOP, BOTTOM = 52, 16, 16, 40
+LEFT, RIGHT, TOP, BOTTOM = 52, 16, 28, 40
 
 
-def _nice_ceiling(value: float) -> float:
-    """1, 2, 2.5 or 5 times a power of ten, at least `value`."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** len(str(int(value))) / 10
-    for step in (1, 2, 2.5, 5, 10):
-        if step * power >= value:
-            return step * power
-    return 10 * power
+def nice_ticks(value: float, most: int = 5) -> list[float]:
+    """0 and up to `most` round steps (1, 2 or 5 times a power of ten) whose last one is at least `value`."""
+    value = max(value, 1e-9)
+    power = 10 ** math.floor(math.log10(value / most))
+    for multiple in (1, 2, 5, 10, 20, 50):
+        step = multiple * power
+        if step * most >= value:
+            break
+    count = math.ceil(value / step - 1e-9)
+    return [round(step * i, 10) for i in range(count + 1)]
 
 
 def offload_chart(curve: list[dict]) -> dict:
     """Tokens/s against GPU offload %: a polyline, its points, axis ticks, and where the card's memory ends."""
-    top = _nice_ceiling(max((p["tokens_per_s"] for p in curve), default=1) * 1.05)
+    ticks = nice_ticks(max((p["tokens_per_s"] for p in curve), default=1) * 1.05)
+    top = ticks[-1]
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
 
     def x(share):
@@ -36,7 +40,7 @@ def offload_chart(curve: list[dict]) -> dict:
         "polyline": " ".join(f"{p['x']},{p['y']}" for p in points),
         "points": points,
         "x_ticks": [{"x": x(s / 100), "label": f"{s}%"} for s in range(0, 101, 25)],
-        "y_ticks": [{"y": y(top * i / 4), "label": f"{top * i / 4:g}"} for i in range(5)],
+        "y_ticks": [{"y": y(t), "label": f"{t:g}"} for t in ticks],
         "limit_x": limit_x,
         "label_y": HEIGHT - 6,
     }

@@ -1,6 +1,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from advisor.matrix import quant_choices
 from advisor.models import GPU, Vendor
 from advisor.recommend import DEFAULT_CTX, DEFAULT_MIN_SPEED, DEFAULT_RAM_GIB, DEFAULT_RUNTIME, Question
 
@@ -103,4 +104,9 @@ class MatrixForm(forms.Form):
     max_vram = forms.FloatField(required=False, min_value=0, max_value=2048, label=_("At most (GiB)"))
     ctx = forms.IntegerField(required=False, min_value=CTX_MIN, max_value=CTX_MAX, label=_("Context length"),
                              initial=DEFAULT_CTX)
-    quant = forms.CharField(required=False, max_length=16, initial="Q4_K_M", label=_("Quantization"))
+    quant = forms.ChoiceField(required=False, initial="Q4_K_M", label=_("Quantization"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["quant"].choices = quant_choices
+

@@ -4,6 +4,8 @@ The seed catalog ships as a data migration (advisor/seed/*.json); staff edit it 
 Every number has a `source`.
 """
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -49,6 +51,21 @@ class GPUQuerySet(models.QuerySet):
 
     def with_vram_at_least(self, gib: float):
         return self.filter(max_vram_gib__gte=gib)
+
+    def matching_name(self, name: str):
+        """The GPU whose name is the longest one contained in `name` (NVML or WebGL renderer text), or None."""
+        target = normalised_name(name)
+        best = None
+        for gpu in self.only("slug", "name"):
+            key = normalised_name(gpu.name.replace("NVIDIA ", "").replace("AMD ", "").replace("Intel ", ""))
+            if key and key in target and (best is None or len(key) > len(best[0])):
+                best = (key, gpu)
+        return best[1] if best else None
+
+
+def normalised_name(name: str) -> str:
+    """Lowercase letters and digits only: how GPU and model names are compared across sources."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 class GPU(models.Model):

@@ -51,7 +51,7 @@ def cached_answer(version: str, cleaned_data: dict):
 
 
 def compute_answer(version: str, cleaned_data: dict, question) -> dict:
-    answer = recommend.answer(question)
+    answer = recommend.answer(question, recommend.snapshot(version))
     store().set(answer_key(version, cleaned_data), answer)
     return answer
 
@@ -85,6 +85,11 @@ for _model in (GPU, LanguageModel, Quantization, KnownFile, Measurement):
 
 def catalog_version() -> str:
     return _memoized("catalog", recommend.catalog_version)
+
+
+def snapshot() -> "recommend.CatalogSnapshot":
+    """recommend.snapshot(), the catalog version read through the memo above."""
+    return recommend.snapshot(catalog_version())
 
 
 _per_catalog: dict = {}

@@ -278,9 +278,10 @@ def _known_quant(name: str) -> bool:
 _SNAPSHOT: CatalogSnapshot | None = None
 
 
-def snapshot() -> CatalogSnapshot:
+def snapshot(version: str | None = None) -> CatalogSnapshot:
+    """The catalog as ranking reads it; `version`, when the caller knows it, saves reading it again."""
     global _SNAPSHOT
-    if _SNAPSHOT is None or _SNAPSHOT.version != catalog_version():
+    if _SNAPSHOT is None or _SNAPSHOT.version != (version or catalog_version()):
         _SNAPSHOT = CatalogSnapshot()
     return _SNAPSHOT
 
@@ -459,15 +460,30 @@ def answer(question: Question, catalog: CatalogSnapshot | None = None, gpu: GPU 
 
 
 def _with_shorter_context(model, quants, hardware, question) -> dict | None:
+    """The longest halved context (down to 2048) at which the model runs, with its best option, or None.
+
+    A shorter context needs less memory and reads less KV cache a token, so what runs at a context runs at
+    every shorter one: the shortest is tried first, and a model that does not run there (most of those asked
+    about) costs one ranking, not one per halving (test_answer_page compares it with trying every halving).
+    """
     ctx = min(question.ctx, model.context_length) // 2
+    halvings = []
     while ctx >= 2048:
-        placed = placements([model], quants, hardware, ctx, question.runtime, every_placement=True)
-        running, _fastest = choose(model, quants, placed, question)
+        halvings.append(ctx)
+        ctx //= 2
+    if not halvings:
+        return None
+    at_shortest = choose(model, quants, placements([model], quants, hardware, halvings[-1], question.runtime,
+                                                   every_placement=True), question)[0]
+    if not at_shortest:
+        return None
+    for ctx in halvings:
+        running = at_shortest if ctx == halvings[-1] else choose(model, quants, placements(
+            [model], quants, hardware, ctx, question.runtime, every_placement=True), question)[0]
         if running:
             _score, _speed, q, row = running[0]
             return evaluate(model, q, hardware, ctx, question.runtime, (row.n_gpu_layers, row.n_cpu_moe),
                             question.use, question.min_speed)
-        ctx //= 2
     return None
 
 

@@ -4,6 +4,7 @@ import secrets
 
 from django.db import IntegrityError, transaction
 
+from advisor.decorate import DECORATIONS
 from advisor.models import SharedAnswer
 
 
@@ -16,7 +17,7 @@ def _storable(answer: dict) -> dict:
     """The answer without the view's decorations (bars, measurements)."""
     clean = dict(answer)
     for key in ("results", "almost", "alternatives"):
-        clean[key] = [{k: v for k, v in row.items() if k not in ("bars", "measurement", "offload_percent")}
+        clean[key] = [{k: v for k, v in row.items() if k not in DECORATIONS}
                       for row in answer[key]]
     return clean
 

@@ -1,74 +1,67 @@
-"""The advisor's pages: the question form and its answer, a model's page, the matrix, shared answers."""
+"""The advisor's pages: the question form and its answer, a model's page, the matrix, shared answers.
 
-import re
+Views parse the input, call the advisor's modules (recommend, picks, decorate, model_page, matrix) and render.
+"""
 
-from django.conf import settings
+import functools
+
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
+from django.template.loader import TemplateDoesNotExist, get_template, render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from advisor import charts, page_cache, recommend
+from advisor import matrix as matrix_table
+from advisor import page_cache, recommend
+from advisor.decorate import decorate_rows
 from advisor.forms import AdvisorForm, MatrixForm, grouped_gpu_choices
 from advisor.hardware import detect_gpus
 from advisor.limits import share_budget, spend, work_budget
-from advisor.local_files import attach_local_files
-from advisor.models import GPU, Measurement, SharedAnswer
+from advisor.model_page import model_options
+from advisor.models import GPU, SharedAnswer
+from advisor.picks import picks, summary_line
 from advisor.shares import share_for
 
 GIB = recommend.GIB
+# The answer page draws its picks and this many ranked rows; "Show all" draws the rest.
+TOP_ROWS = 10
+# Where the model library (another part of the site) draws "Get this model" for a row with a known file:
+# included when that template exists, nothing otherwise.
+GET_MODEL_TEMPLATE = "advisor/_get_model.html"
 
 
-def _normalise(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
+@functools.cache
+def get_model_template() -> str:
+    try:
+        get_template(GET_MODEL_TEMPLATE)
+    except TemplateDoesNotExist:
+        return ""
+    return GET_MODEL_TEMPLATE
 
 
-def measurements_by_model(slugs_and_names) -> dict:
-    """This server's latest measurement of each catalog model, matched by name (GGUF general.name)."""
-    wanted = {_normalise(name): slug for slug, name in slugs_and_names}
-    found = {}
-    for measurement in Measurement.objects.exclude(decode_tokens_per_s=None)[:500]:
-        slug = wanted.get(_normalise(measurement.model_name))
-        if slug and slug not in found:
-            found[slug] = measurement
-    return found
+def show_all(request) -> bool:
+    return request.GET.get("all") == "1"
 
 
-def _attach_local(rows):
-    attach_local_files(rows, recommend.snapshot(), settings.MODELS_DIR)
-
-
-def _attach_measurements(rows):
-    measured = measurements_by_model((row["model"], row["model_name"]) for row in rows)
-    for row in rows:
-        row["measurement"] = measured.get(row["model"])
-
-
-def _bars(row, capacity_bytes):
-    """Widths (percent of the card's memory) of weights, KV cache, compute buffer and overhead on the GPU."""
-    capacity = max(capacity_bytes, row["gpu_bytes"], 1)
-    parts = [
-        ("weights", row["weights_gpu_bytes"]),
-        ("kv", row["kv_gpu_bytes"]),
-        ("compute", row["compute_buffer_bytes"] if row["n_gpu_layers"] else 0),
-        ("overhead", row["overhead_bytes"]),
-    ]
-    return [(name, round(100 * value / capacity, 1), value) for name, value in parts]
-
-
-def decorate(answer: dict) -> dict:
+def answer_context(answer: dict, everything: bool) -> dict:
+    """What _answer.html draws: the picks, the shown rows (decorated), and how many are left for "Show all"."""
+    results = answer["results"]
+    shown = results if everything else results[:TOP_ROWS]
+    lead = picks(results)
+    # What almost fits, and what would with a shorter context: with "Show all", or when nothing runs.
+    extra = answer["almost"] + answer["alternatives"] if everything or not results else []
     capacity = answer["hardware"]["vram_bytes"]
-    for key in ("results", "almost", "alternatives"):
-        for row in answer[key]:
-            row["bars"] = _bars(row, capacity)
-            row["offload_percent"] = round(100 * row["offload_ratio"])
-    _attach_measurements(answer["results"])
-    _attach_local(answer["results"])
-    return answer
+    decorate_rows([*{id(r): r for r in [*(p["row"] for p in lead), *shown, *extra]}.values()], capacity)
+    return {"answer": answer, "picks": lead, "shown": shown, "everything": everything,
+            "show_extra": bool(extra),
+            "hidden_count": len(results) - len(shown) + (len(answer["almost"]) + len(answer["alternatives"])
+                                                         if not extra else 0),
+            "get_model_template": get_model_template()}
 
 
 # Units of the per-address budget (advisor/limits.py) that uncached work costs: the matrix ranks every GPU.
@@ -95,16 +88,20 @@ def answer_or_wait(request, form, version):
 
 
 def form_context(form) -> dict:
-    """What _form.html draws besides the form: the GPU list (read once per catalog version) and sizes.
+    """What _form.html draws besides the form: the GPU list (drawn once per catalog version) and sizes.
 
-    The GPU <select> is written out by the template: Django's widget renders each of its ~150 options through
-    a template of its own, which was a quarter of the time of a new answer page.
+    The GPU <select>'s ~170 options are drawn once per catalog version and language, and the chosen one is
+    marked in that HTML: drawing them for every page was a quarter of the time of a new answer page.
     """
     placeholder, *groups, sizes = page_cache.per_catalog("gpu-form", lambda: [
         *grouped_gpu_choices(), {g.slug: g.vram_gib for g in GPU.objects.only("slug", "vram_gib")}])
-    field = form["gpu"]
-    return {"form": form, "gpu_sizes": sizes, "gpu_placeholder": placeholder[1], "gpu_groups": groups,
-            "gpu_selected": str(field.value() or "")}
+    options = page_cache.per_catalog(f"gpu-options:{get_language()}", lambda: render_to_string(
+        "advisor/_gpu_options.html", {"gpu_groups": groups}))
+    selected = str(form["gpu"].value() or "")
+    if selected and selected in sizes:  # a catalog slug: letters, digits and hyphens
+        options = options.replace(f'<option value="{selected}">', f'<option value="{selected}" selected>', 1)
+    return {"form": form, "gpu_sizes": sizes, "gpu_placeholder": placeholder[1], "gpu_options": mark_safe(options),
+            "gpu_selected": selected}
 
 
 @require_GET
@@ -114,8 +111,9 @@ def index(request):
         return render(request, "advisor/index.html", {
             "content": render_to_string("advisor/_index_content.html", form_context(form), request)})
     version = page_cache.catalog_version()
-    key = page_cache.page_key("index", version, form.cleaned_data if form.is_bound else None, request,
-                              measured=form.is_bound)
+    everything = show_all(request)
+    key = page_cache.page_key("index-all" if everything else "index", version,
+                              form.cleaned_data if form.is_bound else None, request, measured=form.is_bound)
     page = page_cache.cached_page(key)
     if page is None:
         context = {**form_context(form), "csrf_token": page_cache.CSRF_PLACEHOLDER}
@@ -126,7 +124,7 @@ def index(request):
                 return too_many(request, retry)
             question = form.question()
             summary = summary_line(question, answer)
-            context.update(question=question, answer=decorate(answer), summary=summary,
+            context.update(answer_context(answer, everything), question=question, summary=summary,
                            query=urlencode(question.as_dict()))
         page = {"content": render_to_string("advisor/_index_content.html", context, request), "summary": summary}
         page_cache.remember_page(key, page)
@@ -157,36 +155,26 @@ def share(request):
     return redirect("advisor:shared", existing.slug)
 
 
-def summary_line(question, answer) -> str:
-    """One line for link previews: 'RTX 4060 8 GB: Qwen3 8B Q4_K_M, 100% on GPU, ~40 tok/s'."""
-    gpu = GPU.objects.filter(slug=question.gpu).first() if question.gpu else None
-    head = f"{gpu.name if gpu else _('GPU')} {question.vram_gib:g} GB" if question.vram_gib else _("CPU only")
-    if not answer["results"]:
-        return _("%(head)s: no model in the catalog runs fast enough") % {"head": head}
-    best = answer["results"][0]
-    return _("%(head)s: %(model)s %(quant)s, %(offload)s%% on GPU, ~%(speed)s tok/s") % {
-        "head": head, "model": best["model_name"], "quant": best["quant"],
-        "offload": round(100 * best["offload_ratio"]), "speed": round(best["decode_tokens_per_s"]),
-    }
-
-
 @require_GET
 def shared(request, slug):
     # Only the row's id here: its stored answer (tens of kB of JSON) is read when the page is not cached.
     share = get_object_or_404(SharedAnswer.objects.only("pk", "slug"), slug=slug)
     version = page_cache.catalog_version()
+    everything = show_all(request)
     # The page shows its own address, so the scheme and host are part of the key.
-    place = f"shared:{share.pk}:{request.scheme}://{request.get_host()}"
+    place = f"shared{'-all' if everything else ''}:{share.pk}:{request.scheme}://{request.get_host()}"
     key = page_cache.page_key(place, version, None, request, measured=True)
     page = page_cache.cached_page(key)
     if page is None:
         question = recommend.Question(**share.inputs)
         summary = summary_line(question, share.answer)
+        share_url = request.build_absolute_uri(reverse("advisor:shared", args=[share.slug]))
         context = {
-            "share": share, "question": question, "answer": decorate(share.answer), "query": urlencode(share.inputs),
+            **answer_context(share.answer, everything),
+            "share": share, "question": question, "query": urlencode(share.inputs),
             "summary": summary, "catalog_changed": share.catalog_version != version,
             "today_url": reverse("advisor:index") + "?" + urlencode(share.inputs),
-            "share_url": request.build_absolute_uri(), "csrf_token": page_cache.CSRF_PLACEHOLDER,
+            "share_url": share_url, "csrf_token": page_cache.CSRF_PLACEHOLDER,
         }
         page = {"content": render_to_string("advisor/_shared_content.html", context, request), "summary": summary}
         page_cache.remember_page(key, page)
@@ -197,34 +185,18 @@ def shared(request, slug):
 
 @require_GET
 def model_detail(request, slug):
-    catalog = recommend.snapshot()
-    model = catalog.by_slug.get(slug)
+    model = page_cache.snapshot().by_slug.get(slug)
     if model is None:
         raise Http404(_("No such model in the catalog."))
     form = AdvisorForm(request.GET or None)
     if not (form.is_bound and form.is_valid()):
         return render(request, "advisor/model.html", {**form_context(form), "model": model})
     question = form.question()
-    gpu = GPU.objects.filter(slug=question.gpu).first() if question.gpu else None
-    hardware = recommend.question_hardware(question, gpu)
-    rows = recommend.model_rows(model, hardware, question.ctx, catalog.quants, question.runtime, question.use,
-                                question.min_speed)
-    capacity = hardware.gpu_budget_total
-    for row in rows:
-        row["bars"] = _bars(row, capacity)
-        row["offload_percent"] = round(100 * row["offload_ratio"])
-        row["runs"] = recommend.runs(row, question.min_speed)
-    chosen = next((r for r in rows if r["runs"]), rows[-1] if rows else None)
-    chart = None
-    if chosen:
-        q = next(q for q in catalog.quants if q.name == chosen["quant"])
-        chart = charts.offload_chart(recommend.offload_curve(model, q, hardware, question.ctx,
-                                                             runtime=question.runtime))
-    _attach_measurements(rows)
-    _attach_local(rows)
+    options = model_options(model, question)
     return render(request, "advisor/model.html", {
-        **form_context(form), "model": model, "question": question, "rows": rows, "chosen": chosen, "chart": chart,
-        "hardware_name": hardware.name or _("CPU only"), "query": urlencode(question.as_dict()),
+        **form_context(form), "model": model, "question": question, "rows": options.rows,
+        "chosen": options.recommended, "chart": options.chart, "hardware_name": options.hardware_name or _("CPU only"),
+        "query": urlencode(question.as_dict()), "get_model_template": get_model_template(),
     })
 
 
@@ -236,52 +208,20 @@ def matrix(request):
     key = page_cache.page_key("matrix", version, form.cleaned_data if valid else None, request, measured=False)
     page = page_cache.cached_page(key) if valid or not form.is_bound else None
     if page is None:
-        retry = spend(request, work_budget(), MATRIX_COST)
-        if retry:
-            return too_many(request, retry)
-        page = {"content": render_to_string("advisor/_matrix_content.html", matrix_context(form), request)}
+        filters = form.cleaned_data if valid else {}
+        quant = filters.get("quant") or matrix_table.DEFAULT_QUANT
+        ctx = filters.get("ctx") or recommend.DEFAULT_CTX
+        if page_cache.store().get(f"matrix:{version}:{quant}:{ctx}") is None:  # only new tables cost budget
+            retry = spend(request, work_budget(), MATRIX_COST)
+            if retry:
+                return too_many(request, retry)
+        table = matrix_table.grouped(quant, ctx, filters.get("vendor") or "", filters.get("min_vram"),
+                                     filters.get("max_vram"))
+        context = {"form": form, "quant": quant, "ctx": ctx, **table}
+        page = {"content": render_to_string("advisor/_matrix_content.html", context, request)}
         if valid or not form.is_bound:
             page_cache.remember_page(key, page)
     return render(request, "advisor/matrix.html", {"content": page_cache.with_csrf(page["content"], request)})
-
-
-def matrix_context(form) -> dict:
-    filters = form.cleaned_data if form.is_valid() else {}
-    quant_name = (filters.get("quant") or "Q4_K_M").upper()
-    ctx = filters.get("ctx") or recommend.DEFAULT_CTX
-    catalog = recommend.snapshot()
-    quant = next((q for q in catalog.quants if q.name == quant_name), None)
-    if quant is None:
-        if form.is_bound:
-            form.add_error("quant", _("Unknown quantization %(q)s.") % {"q": quant_name})
-        quant = next(q for q in catalog.quants if q.name == "Q4_K_M")
-    gpus = GPU.objects.all()
-    if filters.get("vendor"):
-        gpus = gpus.by_vendor(filters["vendor"])
-    if filters.get("min_vram") is not None:
-        gpus = gpus.with_vram_at_least(filters["min_vram"])
-    if filters.get("max_vram") is not None:
-        gpus = gpus.filter(max_vram_gib__lte=filters["max_vram"])
-    models = sorted(catalog.models, key=lambda m: m.params_b)
-    cpu_only = recommend.hardware_for(None, None, recommend.DEFAULT_RAM_GIB)
-    cpu_speed = {slug: row.decode_tokens_per_s
-                 for (slug, _q), row in recommend.placements(models, [quant], cpu_only, ctx).items()}
-    table = []
-    for gpu in gpus:
-        hardware = recommend.hardware_for(gpu, None, recommend.DEFAULT_RAM_GIB)
-        placed = recommend.placements(models, [quant], hardware, ctx)
-        cells = []
-        for model in models:
-            row = placed[(model.slug, quant.name)]
-            n_layers = model.archs[quant.name].n_layer + 1
-            cells.append({
-                # Like LM Studio's GPU-offload slider: the share of layers on the GPU.
-                "offload": round(100 * row.n_gpu_layers / n_layers) if row.fits != "no" else None,
-                "speedup": row.decode_tokens_per_s / cpu_speed[model.slug] if cpu_speed.get(model.slug) else None,
-                "fits": row.fits, "tokens_per_s": row.decode_tokens_per_s,
-            })
-        table.append({"gpu": gpu, "cells": cells})
-    return {"form": form, "models": models, "table": table, "quant": quant, "ctx": ctx}
 
 
 @require_GET
@@ -293,20 +233,9 @@ def server_gpu(request):
         return redirect("advisor:index")
     found = gpus[0]
     params = {"vram_gib": round(found.vram_free_bytes / GIB, 1), "ctx": recommend.DEFAULT_CTX}
-    match = match_gpu_name(found.name)
+    match = GPU.objects.matching_name(found.name)
     if match:
         params["gpu"] = match.slug
     messages.success(request, _("Using this server's %(name)s with %(free).1f GiB free of %(total).1f GiB.") % {
         "name": found.name, "free": found.vram_free_bytes / GIB, "total": found.vram_total_bytes / GIB})
     return redirect(reverse("advisor:index") + "?" + urlencode(params))
-
-
-def match_gpu_name(name: str):
-    """The catalog GPU whose name is the longest one contained in `name` (NVML or WebGL renderer text)."""
-    target = _normalise(name)
-    best = None
-    for gpu in GPU.objects.only("slug", "name"):
-        key = _normalise(gpu.name.replace("NVIDIA ", "").replace("AMD ", "").replace("Intel ", ""))
-        if key and key in target and (best is None or len(key) > len(best[0])):
-            best = (key, gpu)
-    return best[1] if best else None

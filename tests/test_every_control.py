@@ -174,6 +174,11 @@ def signed_out(walk: Walk) -> None:
     page.click("#advisor-form button[type=submit]")
     expect(page.locator("#answer h2")).to_contain_text("NVIDIA GeForce RTX 4060 8 GB")
     walk.step("advisor answer")
+    page.click("#question > summary")  # the question folds away under its answer
+    expect(page.locator("#advisor-form")).to_be_visible()
+    page.click("#show-all")
+    page.wait_for_url(re.compile(r"all=1"))
+    walk.step("advisor answer, every option")
 
     heading = page.locator("#answer h2").inner_text()
     page.click("#share-answer")  # asking stored nothing; Share makes the permanent link and opens it
@@ -202,6 +207,7 @@ def signed_out(walk: Walk) -> None:
     walk.step("advisor matrix")
     page.select_option("#id_vendor", "amd")
     page.fill("#id_min_vram", "16")
+    page.select_option("#id_quant", "Q8_0")
     page.locator("form:has(#id_vendor) button[type=submit]").click()
     page.wait_for_url(re.compile(r"vendor=amd"))
     walk.step("advisor matrix filtered")

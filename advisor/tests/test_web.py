@@ -277,9 +277,11 @@ def test_an_unknown_model_page_is_404(client):
 def test_the_matrix_filters_by_vendor_and_vram(client):
     response = client.get("/advisor/matrix/", {"vendor": "amd", "min_vram": 16})
     assert response.status_code == 200
-    gpus = [line["gpu"] for line in response.context["table"]]
-    assert gpus and all(g.vendor == "amd" and g.max_vram_gib >= 16 for g in gpus)
-    cells = response.context["table"][0]["cells"]
+    lines = [line for group in response.context["groups"] for line in group["lines"]]
+    gpus = [line["gpu"] for line in lines]
+    assert gpus and all(g["vendor"] == "amd" and g["max_vram_gib"] >= 16 for g in gpus)
+    assert GPU.objects.filter(vendor="amd", max_vram_gib__gte=16).count() == len(gpus)
+    cells = lines[0]["cells"]
     assert len(cells) == len(response.context["models"])
 
 
@@ -325,8 +327,11 @@ def test_people_who_are_not_staff_see_no_load_button(client, gemma_in_models_fol
 def test_the_share_page_keeps_the_runtime_and_each_row_says_why_it_ranks_there(client):
     response = client.get("/advisor/", {"gpu": "nvidia-geforce-rtx-3060", "runtime": "ollama"})
     html = response.content.decode()
+    results = response.context["answer"]["results"]
     assert "For Ollama." in html and html.count('class="muted small rank-reason"') >= len(
-        response.context["answer"]["results"]) > 0
+        response.context["shown"]) == min(10, len(results)) > 0
+    everything = client.get("/advisor/", {"gpu": "nvidia-geforce-rtx-3060", "runtime": "ollama", "all": "1"})
+    assert everything.content.decode().count('class="muted small rank-reason"') >= len(results) > 10
     shared_at = share(client, gpu="nvidia-geforce-rtx-3060", runtime="ollama")["Location"]
     slug = re.fullmatch(r"/advisor/r/([A-Za-z0-9_-]{8})/", shared_at).group(1)
     assert SharedAnswer.objects.get(slug=slug).inputs["runtime"] == "ollama"

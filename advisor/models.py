@@ -245,6 +245,11 @@ class KnownFile(models.Model):
     model = models.ForeignKey(LanguageModel, on_delete=models.CASCADE, related_name="known_files")
     quant = models.ForeignKey(Quantization, on_delete=models.PROTECT, related_name="known_files")
     filename = models.CharField(max_length=200)
+    # Where to get it ("owner/name" on Hugging Face): the answer's "Get this model" button fetches it from there.
+    repo = models.CharField(max_length=200, blank=True, default="",
+                            validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                                       _("Write the repository as owner/name."))],
+                            help_text=_("Hugging Face repository that holds this file (owner/name)."))
     size_bytes = models.PositiveBigIntegerField(validators=[MinValueValidator(1_000_000)])
     source = models.TextField()
 

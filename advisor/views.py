@@ -16,7 +16,7 @@ from advisor import charts, page_cache, recommend
 from advisor.forms import AdvisorForm, MatrixForm, grouped_gpu_choices
 from advisor.hardware import detect_gpus
 from advisor.limits import share_budget, spend, work_budget
-from advisor.local_files import attach_local_files
+from advisor.local_files import attach_known_files, attach_local_files
 from advisor.models import GPU, Measurement, SharedAnswer
 from advisor.shares import share_for
 
@@ -40,6 +40,7 @@ def measurements_by_model(slugs_and_names) -> dict:
 
 def _attach_local(rows):
     attach_local_files(rows, recommend.snapshot(), settings.MODELS_DIR)
+    attach_known_files(rows)
 
 
 def _attach_measurements(rows):

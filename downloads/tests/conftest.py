@@ -22,6 +22,22 @@ def gemma_file() -> Path | None:
     return Path(gemma.assemble(Path(folder) / gemma.MODEL_NAME if folder else None))
 
 
+def quantized_smollm2(target: Path, quant: str) -> Path:
+    """SmolLM2 135M requantized by llama.cpp's own quantizer (another real GGUF of the same model), made once."""
+    import ctypes
+
+    import llama_cpp
+
+    if not target.exists():
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
+        params.allow_requantize = True
+        code = llama_cpp.llama_model_quantize(str(default_model_file()).encode(), str(target).encode(),
+                                              ctypes.byref(params))
+        assert code == 0, f"llama_model_quantize returned {code}"
+    return target
+
+
 def hub_config(folder: Path, *, bytes_per_s: int = 0) -> dict:
     smol = default_model_file()
     if smol is None:

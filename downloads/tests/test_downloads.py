@@ -181,3 +181,47 @@ def test_gemma_3_270m_comes_from_its_repository_with_its_header_checked(hub, mod
     from advisor.gguf_info import read_gguf
 
     assert read_gguf(models_dir / GEMMA_FILE).quant == "Q4_K_M"
+
+
+def test_getmodel_fetches_a_repository_file_with_progress_on_the_terminal(hub, models_dir, smol_sha256):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("getmodel", SMOL_REPO, SMOL_FILE, stdout=out)
+    text = out.getvalue()
+    assert f"Downloading {SMOL_FILE}" in text and "is in the models folder" in text
+    assert hashlib.sha256((models_dir / SMOL_FILE).read_bytes()).hexdigest() == smol_sha256
+
+
+def test_getmodel_takes_a_url_and_refuses_a_wrong_hash_with_a_clear_error(hub, models_dir):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="SHA-256"):
+        call_command("getmodel", f"{hub.url}/files/model.gguf", "--sha256", "1" * 64, stdout=StringIO())
+    assert list(models_dir.rglob("*.gguf*")) == []
+
+
+def test_people_who_are_not_staff_cannot_queue_cancel_or_delete(client, django_user_model, hub, models_dir):
+    client.force_login(django_user_model.objects.create_user("someone", password="x" * 20))
+    assert client.post("/chat/models/downloads/start/", {"repo": SMOL_REPO, "file_name": SMOL_FILE}).status_code == 403
+    assert client.post("/chat/models/downloads/cancel/", {"file_name": SMOL_FILE}).status_code == 403
+    assert client.get("/chat/models/downloads/delete/?file=x.gguf").status_code == 403
+    assert not Download.objects.exists()
+
+
+def test_the_answers_cancel_button_cancels_that_files_download(admin_client, hub, models_dir):
+    response = admin_client.post("/chat/models/downloads/start/", {
+        "repo": SMOL_REPO, "file_name": SMOL_FILE, "n_gpu_layers": "0", "n_ctx": "2048", "kv_type": "f16",
+        "next": "/advisor/models/smollm2-135m-instruct/"})
+    assert response["Location"] == "/advisor/models/smollm2-135m-instruct/"
+    download = Download.objects.get()
+    assert (download.n_gpu_layers, download.n_ctx, download.state) == (0, 2048, State.QUEUED)
+    response = admin_client.post("/chat/models/downloads/cancel/",
+                                 {"file_name": SMOL_FILE, "next": "https://evil.example/"})
+    assert response["Location"] == "/chat/models/"  # only this site's pages are gone back to
+    download.refresh_from_db()
+    assert download.state == State.CANCELLED

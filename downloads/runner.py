@@ -248,7 +248,7 @@ def wake() -> None:
 
 
 def start() -> None:
-    """Start the queue's thread in this process (once). The site's ASGI module calls it."""
+    """Start the queue's thread in this process (once). `llmsite.serve` calls it before daphne starts."""
     global _thread
     with _lock:
         if _thread is not None and _thread.is_alive():

@@ -23,11 +23,6 @@ if settings.REDIS_URL:
 
     get_manager().start()
 
-# The download queue (downloads/runner.py) runs in this process; it resumes what a stopped site left running.
-from downloads import runner as download_runner  # noqa: E402
-
-download_runner.start()
-
 # Outermost: HTTP and WebSocket see the same client address (a trusted proxy's X-Forwarded-For, or the peer).
 application = ClientAddressMiddleware(ProtocolTypeRouter(
     {

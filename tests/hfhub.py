@@ -10,7 +10,9 @@ Like the hub: HEAD or GET `/{repo}/resolve/{revision}/{file}` answers 302 to the
 `X-Repo-Commit`, `ETag`, and for the LFS file `X-Linked-Etag` (its SHA-256) and `X-Linked-Size`;
 `/lfs/{sha256}` serves the bytes with `Content-Length`, `ETag`, `Accept-Ranges` and `Range` (206).
 A "corrupt" file publishes the real hash but sends one byte changed. `/files/{name}` serves a plain URL.
-Each GET is logged (path and Range) so tests can see where a resume started.
+Each request is logged (method, host, path, Range, Authorization) so tests can see where a resume started
+and where the token went. The content address is on the other loopback name (localhost / 127.0.0.1), as the
+hub's CDN is on another host.
 """
 
 import hashlib
@@ -59,9 +61,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self, head: bool):
         path = self.path.split("?", 1)[0]
-        if self.hub.log and not head:
+        if self.hub.log:
             with open(self.hub.log, "a") as log:
-                log.write(json.dumps({"path": path, "range": self.headers.get("Range"),
+                log.write(json.dumps({"method": "HEAD" if head else "GET", "path": path,
+                                      "host": self.headers.get("Host"), "range": self.headers.get("Range"),
                                       "auth": self.headers.get("Authorization")}) + "\n")
         parts = path.strip("/").split("/")
         if len(parts) >= 5 and parts[2] == "resolve":
@@ -71,9 +74,13 @@ class Handler(BaseHTTPRequestHandler):
                 return self.empty(404, {"X-Error-Code": "EntryNotFound", "X-Error-Message": "Entry not found"})
             file_path, digest, corrupt = found
             size = Path(file_path).stat().st_size
-            host = self.headers.get("Host")
+            # Like the hub's CDN, the content address is on another host (here: the other loopback name), so
+            # clients do not follow it on a HEAD and keep the hub's headers, and send the token only to the hub.
+            host = self.headers.get("Host", "")
+            cdn = host.replace("127.0.0.1", "localhost") if "127.0.0.1" in host else host.replace("localhost",
+                                                                                                   "127.0.0.1")
             where = "lfs-corrupt" if corrupt else "lfs"
-            return self.empty(302, {"Location": f"http://{host}/{where}/{digest}", "X-Repo-Commit": COMMIT,
+            return self.empty(302, {"Location": f"http://{cdn}/{where}/{digest}", "X-Repo-Commit": COMMIT,
                                     "ETag": f'"{digest[:40]}"', "X-Linked-Etag": f'"{digest}"',
                                     "X-Linked-Size": str(size)})
         if len(parts) == 2 and parts[0] in ("lfs", "lfs-corrupt") and parts[1] in self.hub.by_hash:

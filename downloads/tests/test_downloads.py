@@ -17,7 +17,8 @@ FAST_RETRIES = (0.5, 1, 1, 2, 2, 4)
 
 
 def lfs_gets(hub):
-    return [r for r in hub.requests() if r["path"].startswith(("/lfs/", "/lfs-corrupt/", "/files/"))]
+    return [r for r in hub.requests()
+            if r["method"] == "GET" and r["path"].startswith(("/lfs/", "/lfs-corrupt/", "/files/"))]
 
 
 def test_a_hub_file_is_fetched_checked_against_the_published_hash_and_lands_in_the_models_folder(
@@ -157,8 +158,10 @@ def test_the_hub_token_goes_to_the_hub_only(hub, models_dir, settings):
     settings.HF_TOKEN = "hf_secret_test_token"
     services.request_download(repo=SMOL_REPO, file_name=SMOL_FILE)
     runner.run(runner.claim_next())
-    gets = lfs_gets(hub)
-    assert gets and all(r["auth"] == "Bearer hf_secret_test_token" for r in gets)  # same host as HF_ENDPOINT
+    heads = [r for r in hub.requests() if r["method"] == "HEAD" and "/resolve/" in r["path"]]
+    assert heads and all(r["auth"] == "Bearer hf_secret_test_token" for r in heads)
+    gets = lfs_gets(hub)  # the content address is on another host (the hub's CDN): no token there
+    assert gets and all(r["auth"] is None and r["host"].startswith("localhost") for r in gets)
 
 
 def test_the_hub_token_never_goes_to_a_plain_url(hub, models_dir, settings, smol_sha256):

@@ -45,6 +45,7 @@ bench: install models test-models $(VENV)/.deps-bench
 	$(PY) bench/accuracy.py
 	$(PY) bench/advisor_speed.py
 	$(PY) bench/stream.py
+	$(PY) bench/downloads.py
 
 bench-scale: install install-test models debian-test-packages
 	$(PY) bench/scale.py

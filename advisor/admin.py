@@ -27,7 +27,7 @@ class GPUAdmin(admin.ModelAdmin):
 class KnownFileInline(admin.TabularInline):
     model = KnownFile
     extra = 0
-    fields = ["quant", "filename", "size_bytes", "source"]
+    fields = ["quant", "filename", "repo", "size_bytes", "source"]
 
 
 @admin.register(LanguageModel)
@@ -74,9 +74,9 @@ class QuantizationAdmin(admin.ModelAdmin):
 
 @admin.register(KnownFile)
 class KnownFileAdmin(admin.ModelAdmin):
-    list_display = ["filename", "model", "quant", "size_bytes"]
+    list_display = ["filename", "repo", "model", "quant", "size_bytes"]
     list_filter = ["quant", "model__family"]
-    search_fields = ["filename", "model__name"]
+    search_fields = ["filename", "repo", "model__name"]
     autocomplete_fields = ["model"]
 
 

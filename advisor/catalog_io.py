@@ -35,7 +35,8 @@ SECTIONS = {
                 "quality_code_source", "quality_reasoning", "quality_reasoning_source", "expert_tensor_type",
                 "release_date", "uses", "source"]),
 }
-KNOWN_FILE_FIELDS = ["filename", "size_bytes", "source"]
+KNOWN_FILE_FIELDS = ["filename", "repo", "size_bytes", "source"]
+OPTIONAL_KNOWN_FILE_FIELDS = {"repo": ""}  # older exports have none
 
 
 class CatalogError(Exception):
@@ -80,6 +81,13 @@ def export_catalog(apps=global_apps) -> dict:
         for row in known.order_by("model__slug", "quant__name")
     ]
     return data
+
+
+def _known_values(known_model, row: dict) -> dict:
+    """A known file's fields, as far as `known_model` has them: a migration runs this with the model as it was
+    then (0004 knew no `repo`)."""
+    have = {f.name for f in known_model._meta.get_fields()}
+    return {f: row.get(f, OPTIONAL_KNOWN_FILE_FIELDS.get(f)) for f in KNOWN_FILE_FIELDS if f in have}
 
 
 def _messages(exc: ValidationError) -> list[str]:
@@ -201,7 +209,7 @@ def import_catalog(data, apps=global_apps) -> ImportResult:
             problems.append("size_bytes must be a whole number of bytes, at least 1,000,000")
         else:
             try:  # lengths and the rest of the model's own validation
-                known_model(**{f: row.get(f) for f in KNOWN_FILE_FIELDS}).full_clean(
+                known_model(**_known_values(known_model, row)).full_clean(
                     exclude=["model", "quant"], validate_unique=False, validate_constraints=False)
             except ValidationError as exc:
                 problems.extend(_messages(exc))
@@ -229,7 +237,7 @@ def import_catalog(data, apps=global_apps) -> ImportResult:
         for row in known_rows:
             _, was_created = known_model.objects.update_or_create(
                 model=models_by_slug[row["model"]], quant=quants_by_name[row["quant"]],
-                defaults={f: row[f] for f in KNOWN_FILE_FIELDS},
+                defaults=_known_values(known_model, row),
             )
             created += was_created
         result.created["known_files"] = created

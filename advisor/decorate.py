@@ -13,7 +13,7 @@ from django.utils.html import avoid_wrapping
 from django.utils.translation import gettext as _
 
 from advisor import page_cache
-from advisor.local_files import attach_local_files
+from advisor.local_files import attach_known_files, attach_local_files
 from advisor.models import Measurement, normalised_name
 
 # "3 bits or fewer" is the quantization's nominal class (Q3_K_M, IQ3_XXS, Q2_K, IQ2_*, IQ1_*, TQ1_0), not
@@ -157,4 +157,5 @@ def decorate_rows(rows: list[dict], capacity_bytes: int) -> list[dict]:
         row["memory_text"] = memory_text(row, size)
         row["settings_line"] = settings_line(row)
     attach_local_files(rows, page_cache.snapshot(), settings.MODELS_DIR)
+    attach_known_files(rows)
     return rows

@@ -309,6 +309,12 @@ class KnownFile(models.Model):
         Quantization, on_delete=models.PROTECT, related_name="known_files", verbose_name=_("quantization")
     )
     filename = models.CharField(_("file name"), max_length=200)
+    # Where to get it ("owner/name" on Hugging Face): the answer's "Get this model" button fetches it from there.
+    repo = models.CharField(
+        _("Hugging Face repository"), max_length=200, blank=True, default="",
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$",
+                                   _("Write the repository as owner/name."))],
+        help_text=_("Hugging Face repository that holds this file (owner/name)."))
     size_bytes = models.PositiveBigIntegerField(_("size (bytes)"), validators=[MinValueValidator(1_000_000)])
     source = models.TextField(_("source"))
 

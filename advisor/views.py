@@ -32,7 +32,7 @@ GIB = recommend.GIB
 TOP_ROWS = 10
 # Where the model library (another part of the site) draws "Get this model" for a row with a known file:
 # included when that template exists, nothing otherwise.
-GET_MODEL_TEMPLATE = "advisor/_get_model.html"
+GET_MODEL_TEMPLATE = "downloads/_get_model.html"
 
 
 @functools.cache

@@ -19,6 +19,7 @@ from chat.models import ModelConfig
 from chat.views import staff_required
 from chat.worker import worker_status
 from chat.worker.offload import estimate_offload
+from downloads.services import status_list as download_status_list
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +143,10 @@ def model_unload(request):
 @staff_required
 @require_GET
 def models_status(request):
-    """The worker's state and the GPUs' memory, polled by static/js/chat-models.js."""
-    return JsonResponse({"worker": worker_status(), "gpus": [gpu.as_dict() for gpu in detect_gpus()]})
+    """The worker's state, the GPUs' memory and the downloads, polled by static/js/chat-models.js and
+    static/js/downloads.js (the Models page and the advisor answers that started a download)."""
+    return JsonResponse({"worker": worker_status(), "gpus": [gpu.as_dict() for gpu in detect_gpus()],
+                         "downloads": download_status_list()})
 
 
 @never_cache

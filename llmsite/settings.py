@@ -45,6 +45,7 @@ INSTALLED_APPS = [
     "advisor",
     "chat",
     "accounts",  # after django.contrib.auth: its admin replaces the User admin
+    "downloads",  # getting GGUF files into the models folder (Hugging Face or a plain HTTPS URL)
 ]
 
 MIDDLEWARE = [
@@ -222,6 +223,15 @@ if _n_gpu_layers != "auto":
     if _n_gpu_layers < -1:
         raise ImproperlyConfigured(f"LLMSITE_N_GPU_LAYERS must be -1 or more; got {_n_gpu_layers}.")
 LLMSITE_N_GPU_LAYERS = _n_gpu_layers
+
+# --- Downloads into the models folder (downloads/, README: "Get a real model") ------------------------------
+# huggingface_hub's own conventions: HF_ENDPOINT for a mirror, HF_TOKEN for gated repositories (never shown).
+HF_ENDPOINT = env_str("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+if not HF_ENDPOINT.startswith(("https://", "http://")):
+    raise ImproperlyConfigured(f"HF_ENDPOINT must start with https:// (or http://); got {HF_ENDPOINT[:40]!r}.")
+HF_TOKEN = env_str("HF_TOKEN") or None
+# Room kept free on the models folder's disk beyond the file itself, in MiB.
+LLMSITE_DOWNLOAD_MARGIN_MB = env_int("LLMSITE_DOWNLOAD_MARGIN_MB", 1024, minimum=0, maximum=10_000_000)
 
 # --- Limits on the chat socket (README: "Limits"); counted per web process, in memory ----------------------
 # Replies one worker writes at once (continuous batching, chat/worker/engine.py; each has its own n_ctx of

@@ -19,5 +19,6 @@ urlpatterns = [
     path("setup/", accounts_views.setup, name="setup"),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    path("chat/models/downloads/", include("downloads.urls")),
     path("chat/", include("chat.urls")),
 ]

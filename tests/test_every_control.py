@@ -431,6 +431,11 @@ def models_page(walk: Walk) -> None:
     expect(page.locator("#worker-ctx")).to_have_text("2048")
     walk.step("models load")
 
+    page.click("#download-button")  # nothing given: a clear refusal, nothing queued
+    expect(page.locator(".messages")).to_contain_text("Give a Hugging Face repository and a file name")
+    expect(page.locator("tr.download-row")).to_have_count(0)
+    walk.step("models download refused")
+
 
 def admin_as_staff(walk: Walk) -> str:
     page = walk.page

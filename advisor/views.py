@@ -3,12 +3,11 @@
 Views parse the input, call the advisor's modules (recommend, picks, decorate, model_page, matrix) and render.
 """
 
-import functools
 
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import TemplateDoesNotExist, get_template, render_to_string
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
@@ -30,20 +29,6 @@ from advisor.shares import share_for
 GIB = recommend.GIB
 # The answer page draws its picks and this many ranked rows; "Show all" draws the rest.
 TOP_ROWS = 10
-# Where the model library (another part of the site) draws "Get this model" for a row with a known file:
-# included when that template exists, nothing otherwise.
-GET_MODEL_TEMPLATE = "downloads/_get_model.html"
-
-
-@functools.cache
-def get_model_template() -> str:
-    try:
-        get_template(GET_MODEL_TEMPLATE)
-    except TemplateDoesNotExist:
-        return ""
-    return GET_MODEL_TEMPLATE
-
-
 def show_all(request) -> bool:
     return request.GET.get("all") == "1"
 
@@ -60,8 +45,7 @@ def answer_context(answer: dict, everything: bool) -> dict:
     return {"answer": answer, "picks": lead, "shown": shown, "everything": everything,
             "show_extra": bool(extra),
             "hidden_count": len(results) - len(shown) + (len(answer["almost"]) + len(answer["alternatives"])
-                                                         if not extra else 0),
-            "get_model_template": get_model_template()}
+                                                         if not extra else 0)}
 
 
 # Units of the per-address budget (advisor/limits.py) that uncached work costs: the matrix ranks every GPU.
@@ -196,7 +180,7 @@ def model_detail(request, slug):
     return render(request, "advisor/model.html", {
         **form_context(form), "model": model, "question": question, "rows": options.rows,
         "chosen": options.recommended, "chart": options.chart, "hardware_name": options.hardware_name or _("CPU only"),
-        "query": urlencode(question.as_dict()), "get_model_template": get_model_template(),
+        "query": urlencode(question.as_dict()),
     })
 
 

@@ -184,34 +184,15 @@ def test_the_shorter_context_search_finds_what_trying_every_halving_finds(monkey
     assert alternatives > 0, "some of these questions have answers with a shorter context"
 
 
-@pytest.fixture
-def get_model_fragment(settings, tmp_path):
-    """A stand-in for the model library's "Get this model" fragment, in a template folder of its own."""
-    from advisor import views
-
-    (tmp_path / "advisor").mkdir()
-    (tmp_path / "advisor" / "_get_model.html").write_text(
-        '<p class="get-model">Get {{ row.model }} {{ row.quant }}</p>')
-    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}]
-    views.get_model_template.cache_clear()
-    yield
-    views.get_model_template.cache_clear()
-
-
-def test_the_get_the_file_fragment_is_drawn_for_each_pick_and_row_where_it_exists(client, get_model_fragment):
-    response = client.get("/advisor/", RTX_4060)
+def test_staff_get_this_model_on_each_pick_and_row_with_a_published_file(admin_client, client):
+    response = admin_client.get("/advisor/", RTX_4060)
     html = response.content.decode()
-    lead, shown = response.context["picks"], response.context["shown"]
-    assert html.count('class="get-model"') == len(lead) + len(shown)
-    assert f'Get {lead[0]["row"]["model"]} {lead[0]["row"]["quant"]}' in html
-
-
-def test_without_the_fragment_nothing_is_drawn_in_its_place(client):
-    from advisor import views
-
-    views.get_model_template.cache_clear()
-    assert views.get_model_template() == ""
-    assert 'class="get-model"' not in client.get("/advisor/", RTX_4060).content.decode()
+    rows = [p["row"] for p in response.context["picks"]] + response.context["shown"]
+    offered = [r for r in rows if r.get("known_file") and r["fits"] != "no" and not r.get("local_file")]
+    assert offered, "the seed publishes files for some of an 8 GB card's answers"
+    assert html.count('class="button-small secondary get-model-button"') == len(offered)
+    assert f'value="{offered[0]["known_file"]["repo"]}"' in html
+    assert "get-model-button" not in client.get("/advisor/", RTX_4060).content.decode(), "staff only"
 
 
 def test_the_answer_speaks_spanish_with_spanish_numbers(client):

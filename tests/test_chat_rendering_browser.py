@@ -178,6 +178,8 @@ def test_reasoning_is_folded_with_its_length_and_duration(rendering_site, chromi
     conversation = stored_conversation(rendering_site, [THINK_REPLY, HARMONY_REPLY], title="Reasoning")
     for name, viewport in [("desktop", {"width": 1366, "height": 900}), ("phone", {"width": 390, "height": 844})]:
         context = chromium.new_context(locale="en-US", viewport=viewport, color_scheme="dark")
+        if name == "phone":  # the same page in Spanish
+            context.add_cookies([{"name": "django_language", "value": "es", "url": rendering_site.url}])
         page = context.new_page()
         try:
             open_conversation(page, rendering_site, conversation)
@@ -191,6 +193,12 @@ def test_reasoning_is_folded_with_its_length_and_duration(rendering_site, chromi
             # 100 tokens at 20 tokens/s = 5 s, of which the thinking's share of the characters.
             share = len(THINKING) / len(THINK_REPLY)
             summary = think.locator("summary").inner_text()
+            if name == "phone":
+                seconds = f"{5 * share:.1f}".replace(".", ",")
+                assert summary == f"Razonamiento · {len(THINKING)} caracteres · unos {seconds} s"
+                think.locator("summary").click()  # so that the screenshot shows it open in Spanish too
+                page.screenshot(path=output_dir / "chat-reasoning-phone-es.png")
+                continue
             assert summary == f"Reasoning · {len(THINKING)} characters · about {5 * share:.1f} s"
             assert not think.locator(".reasoning-body").is_visible()
             answer = replies.nth(0).locator(".msg-body > :not(details)")

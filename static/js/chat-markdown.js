@@ -296,9 +296,13 @@
 
   function reasoningLabel(container, parts, text, options) {
     const t = options.i18n || {};
-    const chars = parts.reasoning.length.toLocaleString();
+    const locale = document.documentElement.lang || undefined; // the page's language, not the browser's
+    const chars = parts.reasoning.length.toLocaleString(locale);
     const time = reasoningSeconds(container, parts, text, options);
-    const seconds = time ? (time.seconds < 10 ? time.seconds.toFixed(1) : String(Math.round(time.seconds))) : null;
+    const digits = time && time.seconds < 10 ? 1 : 0;
+    const seconds = time
+      ? time.seconds.toLocaleString(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits })
+      : null;
     if (!parts.closed) {
       return format(t.reasoningThinking || "Thinking… %(chars)s characters · %(seconds)s s", { chars, seconds: seconds ?? "?" });
     }

@@ -97,6 +97,7 @@ def chat_config(request, conversation: Conversation | None, chat_messages, statu
             "newConversation": _("New conversation"),
             "openSidebar": _("Conversations"),
             "reasoningThinking": _("Thinking… %(chars)s characters · %(seconds)s s"),
+            "reasoningThinkingLength": _("Thinking… %(chars)s characters"),
             "reasoningDone": _("Reasoning · %(chars)s characters · %(seconds)s s"),
             "reasoningAbout": _("Reasoning · %(chars)s characters · about %(seconds)s s"),
             "reasoningLength": _("Reasoning · %(chars)s characters"),

@@ -175,7 +175,8 @@ def test_markdown_code_tables_and_math_render_without_csp_violations(rendering_s
 
 
 def test_reasoning_is_folded_with_its_length_and_duration(rendering_site, chromium, output_dir):
-    conversation = stored_conversation(rendering_site, [THINK_REPLY, HARMONY_REPLY], title="Reasoning")
+    stopped = "<think>Stopped in the middle of a thou"
+    conversation = stored_conversation(rendering_site, [THINK_REPLY, HARMONY_REPLY, stopped], title="Reasoning")
     for name, viewport in [("desktop", {"width": 1366, "height": 900}), ("phone", {"width": 390, "height": 844})]:
         context = chromium.new_context(locale="en-US", viewport=viewport, color_scheme="dark")
         if name == "phone":  # the same page in Spanish
@@ -213,6 +214,11 @@ def test_reasoning_is_folded_with_its_length_and_duration(rendering_site, chromi
             assert harmony.locator("summary").inner_text().startswith(f"Reasoning · {len('Simple arithmetic: 2 + 2 = 4.')} characters · about ")
             assert replies.nth(1).locator(".msg-body > p strong").inner_text() == "4"
             assert "<|" not in replies.nth(1).locator(".msg-body").inner_text()
+            # A reply that ended while thinking is not "Thinking…" any more, and has no answer.
+            cut = replies.nth(2).locator("details.reasoning")
+            expect(cut).to_have_attribute("data-state", "done")
+            assert cut.locator("summary").inner_text() == "Reasoning · 31 characters · about 4.1 s"
+            assert replies.nth(2).locator(".msg-body > :not(details)").count() == 0
             assert page.evaluate("window.__violations") == []
             page.screenshot(path=output_dir / f"chat-reasoning-{name}.png")
         finally:

@@ -283,7 +283,7 @@
   function reasoningSeconds(container, parts, text, options) {
     const timing = timings.get(container);
     if (timing) {
-      if (!parts.closed) return { seconds: (performance.now() - timing.start) / 1000, estimated: false };
+      if (parts.thinking) return { seconds: (performance.now() - timing.start) / 1000, estimated: false };
       if (timing.end === null) timing.end = performance.now();
       return { seconds: (timing.end - timing.start) / 1000, estimated: false };
     }
@@ -303,9 +303,10 @@
     const seconds = time
       ? time.seconds.toLocaleString(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits })
       : null;
-    if (!parts.closed) {
-      return format(t.reasoningThinking || "Thinking… %(chars)s characters · %(seconds)s s", { chars, seconds: seconds ?? "?" });
+    if (parts.thinking && seconds === null) {
+      return format(t.reasoningThinkingLength || "Thinking… %(chars)s characters", { chars });
     }
+    if (parts.thinking) return format(t.reasoningThinking || "Thinking… %(chars)s characters · %(seconds)s s", { chars, seconds });
     if (seconds === null) return format(t.reasoningLength || "Reasoning · %(chars)s characters", { chars });
     const template = time.estimated ? t.reasoningAbout || "Reasoning · %(chars)s characters · about %(seconds)s s"
       : t.reasoningDone || "Reasoning · %(chars)s characters · %(seconds)s s";
@@ -337,7 +338,9 @@
         container.prepend(details);
         cache.details = details;
       }
-      cache.details.dataset.state = parts.closed ? "done" : "thinking";
+      // Still thinking while the reply streams; a reply stopped mid-thought is done thinking too.
+      parts.thinking = !parts.closed && options.streaming !== false;
+      cache.details.dataset.state = parts.thinking ? "thinking" : "done";
       cache.details.querySelector("summary").textContent = reasoningLabel(container, parts, source, options);
       renderBlocks(cache.details.lastChild, parts.reasoning, cache.reasoning, options);
     } else if (cache.details) {

@@ -56,7 +56,8 @@
     const text = rawText.get(article) || "";
     if (article.dataset.role === "assistant") {
       const stats = { tokens: article.dataset.tokens, tokensPerS: article.dataset.tokensPerS };
-      Markdown.renderInto(body, text, { copyLabel: t.copyCode, imageLabel: t.image, i18n: t, stats });
+      const streaming = article.dataset.status === "streaming";
+      Markdown.renderInto(body, text, { copyLabel: t.copyCode, imageLabel: t.image, i18n: t, stats, streaming });
       body.classList.add("md");
     } else {
       body.textContent = text;

@@ -1,6 +1,6 @@
 """The chat's rendering of a streaming reply, side by side, in Chromium.
 
-    .venv/bin/python bench/render.py [--chars 12000] [--token 4] [--repeat 3]
+    .venv/bin/python bench/render.py [--chars 8000] [--token 20] [--repeat 3]
 
 A long Markdown reply (paragraphs, lists, code, a table, math) grows by `--token` characters at a time, as a
 model streams it, and each contender renders it after every token; the time per token is the median of
@@ -92,8 +92,8 @@ def reply(chars: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--chars", type=int, default=12000)
-    parser.add_argument("--token", type=int, default=4, help="characters a token adds")
+    parser.add_argument("--chars", type=int, default=8000)
+    parser.add_argument("--token", type=int, default=20, help="characters a token adds")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
 

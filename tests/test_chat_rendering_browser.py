@@ -8,6 +8,9 @@ what the model writes into live HTML under the site's CSP.
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -377,3 +380,56 @@ def test_thinking_streams_folded_and_is_timed_on_the_page(rendering_site, page):
     seconds = float(re.fullmatch(r"Reasoning · 16 characters · (\d+\.\d) s", result["summary"]).group(1))
     assert 0.35 <= seconds < 0.7  # timed to the closing tag, not to the later token
     assert result["answer"] == "The answer. More."
+
+
+GENERATE = """
+import json
+import llama_cpp
+from llmsite.modelfiles import default_model_file
+llama = llama_cpp.Llama(model_path=str(default_model_file()), n_ctx=1024, seed=7, verbose=False)
+stream = llama.create_chat_completion(
+    messages=[{"role": "user", "content": "Show a Python function that adds two numbers, in a code block, "
+                                          "then explain it in a short list."}],
+    max_tokens=160, temperature=0.0, stream=True)
+print(json.dumps([chunk["choices"][0]["delta"].get("content") or "" for chunk in stream]))
+"""
+
+
+def test_a_real_models_tokens_render_one_by_one_like_the_whole_reply(rendering_site, page):
+    """SmolLM2's real tokens, as it streams them, through the renderer the chat uses.
+
+    The site's own path (worker, socket, chat.js) is driven by tests/test_chat_browser.py; this one needs
+    only the model, so it also shows the renderer at work where the site's worker cannot run.
+    """
+    from llmsite.modelfiles import default_model_file
+
+    if default_model_file() is None:
+        pytest.skip("the default SmolLM2 model file is not installed")
+    # In a child process: a crash in native code fails this test instead of ending the test run.
+    generated = subprocess.run([sys.executable, "-c", GENERATE], capture_output=True, text=True, timeout=600,
+                               cwd=Path(__file__).resolve().parent.parent)
+    assert generated.returncode == 0, f"llama.cpp failed ({generated.returncode}): {generated.stderr[-2000:]}"
+    pieces = json.loads(generated.stdout.strip().splitlines()[-1])
+    pieces = [piece for piece in pieces if piece]
+    assert len(pieces) > 20
+    sign_in(page, rendering_site)
+    result = page.evaluate(
+        """(pieces) => {
+            const M = window.LLMSiteMarkdown;
+            const box = document.createElement("div");
+            document.body.appendChild(box);
+            let text = "";
+            for (const piece of pieces) {
+              text += piece;
+              M.renderInto(box, text, {});
+            }
+            const scratch = document.createElement("div");
+            scratch.appendChild(M.render(text, {}));
+            return {same: box.innerHTML === scratch.innerHTML, text: box.textContent,
+                    elements: box.querySelectorAll("p, li, pre, code, strong, em, h1, h2, h3").length};
+        }""",
+        pieces,
+    )
+    assert result["same"], "the reply rendered token by token differs from the whole reply rendered at once"
+    assert result["text"].strip() and result["elements"] > 0
+    print(f"\n{len(pieces)} real tokens rendered one by one; reply starts: {''.join(pieces)[:120]!r}")

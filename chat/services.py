@@ -18,6 +18,7 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from chat.models import Conversation, Message, ModelConfig, Role, Status
+from chat.reasoning import answer_only
 
 TITLE_LENGTH = 60
 
@@ -42,7 +43,8 @@ def still_signed_in(user_id: int, session_key: str | None) -> bool:
 
 
 def _history(conversation: Conversation, before: Message | None = None) -> list[dict]:
-    """The messages the model sees: the system prompt, then every finished turn (errors without text left out)."""
+    """The messages the model sees: the system prompt, then every finished turn (errors without text left out,
+    and replies as their answers: a reasoning model's thinking is not shown to it again)."""
     messages = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
@@ -50,9 +52,13 @@ def _history(conversation: Conversation, before: Message | None = None) -> list[
     if before is not None:
         queryset = queryset.filter(id__lt=before.id)
     for message in queryset.order_by("created_at", "id"):
-        if message.role == Role.ASSISTANT and (message.status == Status.STREAMING or not message.content.strip()):
-            continue
-        messages.append({"role": message.role, "content": message.content})
+        content = message.content
+        if message.role == Role.ASSISTANT:
+            # A reasoning model's thinking is left out of later turns, as its chat template expects.
+            content = answer_only(content)
+            if message.status == Status.STREAMING or not content.strip():
+                continue
+        messages.append({"role": message.role, "content": content})
     return messages
 
 

@@ -96,6 +96,11 @@ def chat_config(request, conversation: Conversation | None, chat_messages, statu
             "modelNone": _("No model loaded"),
             "newConversation": _("New conversation"),
             "openSidebar": _("Conversations"),
+            "reasoningThinking": _("Thinking… %(chars)s characters · %(seconds)s s"),
+            "reasoningThinkingLength": _("Thinking… %(chars)s characters"),
+            "reasoningDone": _("Reasoning · %(chars)s characters · %(seconds)s s"),
+            "reasoningAbout": _("Reasoning · %(chars)s characters · about %(seconds)s s"),
+            "reasoningLength": _("Reasoning · %(chars)s characters"),
         },
     }
 

@@ -331,6 +331,21 @@ def chat_as_staff(walk: Walk) -> None:
             assert text.startswith("# Name a fruit.") and "Name a vegetable." in text
     walk.step("chat export markdown and json")
 
+    # A reasoning model's reply, stored as the worker stores one: its folded thinking opens and closes.
+    conversation_id = int(conversation_url.rstrip("/").rsplit("/", 1)[-1])
+    walk.site.manage("shell", "-c", (
+        "from chat.models import Message\n"
+        f"Message.objects.create(conversation_id={conversation_id}, role='assistant',\n"
+        "                       content='<think>Fruit or vegetable?</think>\\n\\nA **carrot**.')\n"
+    ))
+    walk.goto(conversation_url.removeprefix(walk.site.url))
+    fold = page.locator("details.reasoning").last
+    fold.locator("summary").click()
+    expect(fold.locator(".reasoning-body")).to_have_text("Fruit or vegetable?")
+    fold.locator("summary").click()
+    expect(fold.locator(".reasoning-body")).to_be_hidden()
+    walk.step("chat reasoning fold")
+
     # Rename from the sidebar's menu (the page is reloaded: a conversation begun on the page has no menu yet).
     page.goto(conversation_url)
     current = page.locator(".conversation-item.current")

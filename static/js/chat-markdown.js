@@ -1,19 +1,26 @@
-// A small Markdown renderer and code highlighter for model output, which is untrusted text.
+// Model output (untrusted text) to the page: Markdown, code, tables, math and a reasoning model's thinking.
 //
-// Safety rule: every piece of the input reaches the page through document.createElement and textContent /
-// createTextNode, never through innerHTML or any HTML parser, so markup in a reply is shown as text.
-// Links are made only for http:, https: and mailto: addresses; anything else is shown as the text it was.
-// Images are never loaded (they would leak that the page was read); they become links.
+// The work is done by maintained libraries vendored in static/vendor/ (versions and licences in its README):
+// markdown-it parses, markdown-it-texmath finds math, highlight.js colours code, KaTeX typesets math, and
+// DOMPurify sanitises the HTML before any of it reaches the page.
+//
+// Safety, in layers:
+// 1. markdown-it runs with `html: false`: markup the model writes is escaped and shown as the text it is.
+// 2. Links are made only for http:, https: and mailto: addresses (validateLink); anything else stays text.
+//    Images are never loaded (that would tell a third party the page was read): they become links.
+// 3. The HTML markdown-it makes goes through DOMPurify with a short list of tags and attributes (no style,
+//    no event handlers, no images), into an inert fragment; only that fragment is put on the page.
+// 4. Math is typeset by KaTeX into DOM nodes (katex.render, trust off), so its sizes are set through the CSSOM,
+//    which the site's CSP (style-src 'self', no inline styles) allows, and no HTML string is parsed for it.
 "use strict";
 
 (function () {
-  // --- Helpers -------------------------------------------------------------------------------------------------
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const markdownit = window.markdownit;
+  const DOMPurifyFactory = window.DOMPurify;
+  const hljs = window.hljs;
+  const katex = window.katex;
+  const texmath = window.texmath;
+  if (!markdownit || !DOMPurifyFactory) return; // without them, chat.js keeps messages as plain text
 
   const SAFE_PROTOCOLS = new Set(["http:", "https:", "mailto:"]);
 
@@ -29,520 +36,336 @@
     }
   }
 
-  function link(href, label) {
-    const anchor = el("a");
-    anchor.href = href;
-    anchor.rel = "noopener noreferrer nofollow";
-    anchor.target = "_blank";
-    if (typeof label === "string") anchor.textContent = label;
-    return anchor;
-  }
+  const escapeHtml = (text) =>
+    String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
-  function indentOf(line) {
-    let width = 0;
-    for (const ch of line) {
-      if (ch === " ") width += 1;
-      else if (ch === "\t") width += 4 - (width % 4);
-      else break;
-    }
-    return width;
-  }
-
-  function dedent(line, width) {
-    let removed = 0;
-    let index = 0;
-    while (index < line.length && removed < width) {
-      if (line[index] === " ") removed += 1;
-      else if (line[index] === "\t") removed += 4 - (removed % 4);
-      else break;
-      index += 1;
-    }
-    return line.slice(index);
-  }
-
-  const isBlank = (line) => /^\s*$/.test(line);
-
-  // --- Inline ----------------------------------------------------------------------------------------------------
-  // Each rule is a global regex; the earliest match wins, ties go to the rule listed first.
-  // Spans stay within one line and a bounded length: unclosed markers (common while a reply streams) then
-  // cost a short scan instead of one to the end of the text from every position.
-  const INLINE_RULES = [
-    ["code", /(`+)([^`\n](?:[^\n]{0,1000}?[^`\n])?)\1(?!`)/g],
-    ["escape", /\\([!-/:-@[-`{-~])/g],
-    ["image", /!\[([^\]\n]{0,500})\]\(\s*<?([^\s)>]{0,2048})>?(?:\s+(?:"[^"\n]*"|'[^'\n]*'))?\s*\)/g],
-    ["link", /\[((?:[^[\]\n]|\[[^[\]\n]*\]){0,500})\]\(\s*<?([^\s)>]{0,2048})>?(?:\s+(?:"[^"\n]*"|'[^'\n]*'))?\s*\)/g],
-    ["autolink", /<((?:https?:\/\/|mailto:)[^\s<>]{1,2048})>/gi],
-    ["url", /\bhttps?:\/\/[^\s<>"'`]*[^\s<>"'`.,:;!?)\]}*_~]/gi],
-    ["strong", /\*\*(?=\S)([^\n]{0,500}?\S)\*\*|(?<!\w)__(?=\S)([^\n]{0,500}?\S)__(?!\w)/g],
-    ["strike", /~~(?=\S)([^\n]{0,500}?\S)~~/g],
-    ["em", /\*(?=[^\s*])([^*\n]{0,500}?[^\s*])\*(?!\*)|(?<!\w)_(?=[^\s_])([^_\n]{0,500}?[^\s_])_(?!\w)/g],
-    ["break", /\n/g],
-  ];
-
-
-  function renderInline(text, parent, inLink, options) {
-    options = options || {};
-    const cache = INLINE_RULES.map(() => null);
-    let position = 0;
-    while (position < text.length) {
-      let best = null;
-      let bestRule = -1;
-      INLINE_RULES.forEach(([, regex], index) => {
-        let found = cache[index];
-        if (found === null || (found !== false && found.index < position)) {
-          regex.lastIndex = position;
-          found = regex.exec(text) || false;
-          cache[index] = found;
-        }
-        if (found && (best === null || found.index < best.index)) {
-          best = found;
-          bestRule = index;
-        }
-      });
-      if (best === null) break;
-      if (best.index > position) parent.appendChild(document.createTextNode(text.slice(position, best.index)));
-      appendInline(INLINE_RULES[bestRule][0], best, parent, inLink, options);
-      position = best.index + best[0].length;
-    }
-    if (position < text.length) parent.appendChild(document.createTextNode(text.slice(position)));
-  }
-
-  function appendInline(kind, match, parent, inLink, options) {
-    const source = match[0];
-    switch (kind) {
-      case "code": {
-        let body = match[2];
-        if (/^ .*[^ ].* $/.test(body)) body = body.slice(1, -1);
-        parent.appendChild(el("code", "", body));
-        return;
-      }
-      case "escape":
-        parent.appendChild(document.createTextNode(match[1]));
-        return;
-      case "image":
-      case "link":
-      case "autolink":
-      case "url": {
-        const target = kind === "url" ? source : match[kind === "autolink" ? 1 : 2];
-        const href = inLink ? null : safeUrl(target);
-        if (href === null) {
-          // Not a link we make: the reader sees exactly what the model wrote.
-          parent.appendChild(document.createTextNode(source));
-          return;
-        }
-        if (kind === "link") {
-          const anchor = link(href);
-          renderInline(match[1] || target, anchor, true, options);
-          parent.appendChild(anchor);
-        } else if (kind === "image") {
-          parent.appendChild(link(href, `${options.imageLabel || "image"}: ${match[1] || target}`));
-        } else {
-          parent.appendChild(link(href, target));
-        }
-        return;
-      }
-      case "strong":
-      case "strike":
-      case "em": {
-        const node = el(kind === "strike" ? "del" : kind);
-        renderInline(match[1] !== undefined ? match[1] : match[2], node, inLink, options);
-        parent.appendChild(node);
-        return;
-      }
-      case "break":
-        parent.appendChild(el("br"));
-        return;
-      default:
-        parent.appendChild(document.createTextNode(source));
-    }
-  }
-
-  // --- Blocks ------------------------------------------------------------------------------------------------------
-  const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)[^`]*$/;
-  const HEADING = /^ {0,3}(#{1,6})(?:\s+(.*?))?\s*$/;
-  const RULE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
-  const QUOTE = /^ {0,3}>/;
-  const LIST_ITEM = /^(\s*)([-*+]|\d{1,9}[.)])(?:[ \t]+(.*))?$/;
-  const TABLE_SEPARATOR = /^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$/;
-
-  function isTableStart(lines, index) {
-    return (
-      index + 1 < lines.length &&
-      lines[index].includes("|") &&
-      TABLE_SEPARATOR.test(lines[index + 1]) &&
-      (lines[index + 1].includes("|") || splitRow(lines[index]).length > 1)
-    );
-  }
-
-  function startsBlock(lines, index) {
-    const line = lines[index];
-    return (
-      FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) ||
-      LIST_ITEM.test(line) || isTableStart(lines, index)
-    );
-  }
-
-  const MAX_DEPTH = 12; // quotes and lists nest this deep; deeper text is shown as it is
-
-  function renderBlocks(lines, parent, options) {
-    const depth = options.depth || 0;
-    if (depth > MAX_DEPTH) {
-      parent.appendChild(el("p", "", lines.join("\n")));
-      return;
-    }
-    const inner = { ...options, depth: depth + 1 };
-    let index = 0;
-    while (index < lines.length) {
-      const line = lines[index];
-      if (isBlank(line)) {
-        index += 1;
-        continue;
-      }
-      let match = FENCE.exec(line);
-      if (match) {
-        const fence = match[1];
-        const closing = new RegExp(`^ {0,3}${fence[0] === "`" ? "`" : "~"}{${fence.length},}\\s*$`);
-        const body = [];
-        index += 1;
-        while (index < lines.length && !closing.test(lines[index])) {
-          body.push(lines[index]);
-          index += 1;
-        }
-        index += 1; // the closing fence; a reply still streaming may not have written it yet
-        parent.appendChild(codeBlock(body.join("\n"), match[2], options));
-        continue;
-      }
-      match = HEADING.exec(line);
-      if (match) {
-        const heading = el(`h${match[1].length}`);
-        renderInline((match[2] || "").replace(/\s+#+$/, ""), heading, false, options);
-        parent.appendChild(heading);
-        index += 1;
-        continue;
-      }
-      if (RULE.test(line)) {
-        parent.appendChild(el("hr"));
-        index += 1;
-        continue;
-      }
-      if (QUOTE.test(line)) {
-        const body = [];
-        while (index < lines.length && QUOTE.test(lines[index])) {
-          body.push(lines[index].replace(/^ {0,3}> ?/, ""));
-          index += 1;
-        }
-        const quote = el("blockquote");
-        renderBlocks(body, quote, inner);
-        parent.appendChild(quote);
-        continue;
-      }
-      if (LIST_ITEM.test(line)) {
-        index = renderList(lines, index, parent, inner);
-        continue;
-      }
-      if (isTableStart(lines, index)) {
-        index = renderTable(lines, index, parent, options);
-        continue;
-      }
-      const paragraph = [line.trim()];
-      index += 1;
-      while (index < lines.length && !isBlank(lines[index]) && !startsBlock(lines, index)) {
-        paragraph.push(lines[index].trim());
-        index += 1;
-      }
-      const p = el("p");
-      renderInline(paragraph.join("\n"), p, false, options);
-      parent.appendChild(p);
-    }
-  }
-
-  function renderList(lines, start, parent, options) {
-    const first = LIST_ITEM.exec(lines[start]);
-    const indent = indentOf(first[1]);
-    const ordered = /\d/.test(first[2]);
-    const list = el(ordered ? "ol" : "ul");
-    if (ordered && parseInt(first[2], 10) !== 1) list.start = parseInt(first[2], 10);
-    const items = [];
-    let loose = false;
-    let index = start;
-    while (index < lines.length) {
-      const line = lines[index];
-      const match = LIST_ITEM.exec(line);
-      const current = items[items.length - 1];
-      if (match && (!current || indentOf(match[1]) < current.contentIndent)) {
-        if (/\d/.test(match[2]) !== ordered || indentOf(match[1]) < indent) break;
-        items.push({ lines: [match[3] || ""], contentIndent: indentOf(match[1]) + match[2].length + 1 });
-        index += 1;
-        continue;
-      }
-      if (isBlank(line)) {
-        let next = index + 1;
-        while (next < lines.length && isBlank(lines[next])) next += 1;
-        const following = next < lines.length ? lines[next] : null;
-        const sibling = following !== null && LIST_ITEM.exec(following);
-        if (following !== null && (indentOf(following) >= current.contentIndent ||
-            (sibling && indentOf(sibling[1]) === indent && /\d/.test(sibling[2]) === ordered))) {
-          for (let blank = index; blank < next; blank += 1) current.lines.push("");
-          loose = true;
-          index = next;
-          continue;
-        }
-        break;
-      }
-      if (indentOf(line) >= current.contentIndent || (indentOf(line) > indent && !match)) {
-        current.lines.push(dedent(line, current.contentIndent));
-        index += 1;
-        continue;
-      }
-      if (!match && !startsBlock(lines, index)) {
-        current.lines.push(line.trim()); // a lazy continuation of the item's paragraph
-        index += 1;
-        continue;
-      }
-      break;
-    }
-    for (const item of items) {
-      const li = el("li");
-      renderBlocks(item.lines, li, options);
-      if (!loose) {
-        // A tight list shows its items' text without paragraph margins.
-        for (const child of Array.from(li.children)) {
-          if (child.tagName === "P") {
-            while (child.firstChild) li.insertBefore(child.firstChild, child);
-            child.remove();
-          }
-        }
-      }
-      list.appendChild(li);
-    }
-    parent.appendChild(list);
-    return index;
-  }
-
-  function splitRow(line) {
-    let text = line.trim();
-    if (text.startsWith("|")) text = text.slice(1);
-    if (text.endsWith("|") && !text.endsWith("\\|")) text = text.slice(0, -1);
-    return text.split(/(?<!\\)\|/).map((cell) => cell.trim().replace(/\\\|/g, "|"));
-  }
-
-  function renderTable(lines, start, parent, options) {
-    const header = splitRow(lines[start]);
-    const aligns = splitRow(lines[start + 1]).map((cell) => {
-      if (cell.startsWith(":") && cell.endsWith(":")) return "align-center";
-      if (cell.endsWith(":")) return "align-right";
-      return "";
-    });
-    const table = el("table");
-    const head = el("thead");
-    const headRow = el("tr");
-    header.forEach((cell, column) => {
-      const th = el("th", aligns[column] || "");
-      renderInline(cell, th, false, options);
-      headRow.appendChild(th);
-    });
-    head.appendChild(headRow);
-    table.appendChild(head);
-    const body = el("tbody");
-    let index = start + 2;
-    while (index < lines.length && !isBlank(lines[index]) && lines[index].includes("|")) {
-      const row = el("tr");
-      const cells = splitRow(lines[index]);
-      for (let column = 0; column < header.length; column += 1) {
-        const td = el("td", aligns[column] || "");
-        renderInline(cells[column] || "", td, false, options);
-        row.appendChild(td);
-      }
-      body.appendChild(row);
-      index += 1;
-    }
-    table.appendChild(body);
-    parent.appendChild(table);
-    return index;
-  }
-
-  function codeBlock(code, language, options) {
-    const wrapper = el("div", "code-block");
-    const head = el("div", "code-head");
-    head.appendChild(el("span", "code-lang", language || ""));
-    const copy = el("button", "copy-code", options.copyLabel || "Copy");
-    copy.type = "button";
-    head.appendChild(copy);
-    const pre = el("pre");
-    pre.tabIndex = 0;  // a code block wider than the screen scrolls: the keyboard must reach it (WCAG 2.1.1)
-    const codeNode = el("code");
-    if (language) codeNode.dataset.language = language;
-    codeNode.appendChild(highlight(code, language));
-    pre.appendChild(codeNode);
-    wrapper.append(head, pre);
-    return wrapper;
-  }
-
-  // --- Highlighter ----------------------------------------------------------------------------------------------------
-  // A tokenizer that knows comments, strings, numbers and keywords of common languages. Good enough to
-  // read code at a glance; it does not parse.
-  const words = (text) => new Set(text.split(/\s+/).filter(Boolean));
-  const C_LIKE = { line: ["//"], block: [["/*", "*/"]], strings: ['"', "'"] };
-  const LANGUAGES = {
-    js: {
-      ...C_LIKE, strings: ['"', "'", "`"],
-      keywords: words(`break case catch class const continue debugger default delete do else export extends finally
-        for function if import in instanceof let new return super switch this throw try typeof var void while with
-        yield async await of static get set from as interface type enum implements private public protected
-        readonly declare namespace abstract`),
-      literals: words("true false null undefined NaN Infinity"),
-    },
-    python: {
-      line: ["#"], block: [], strings: ['"""', "'''", '"', "'"],
-      keywords: words(`and as assert async await break class continue def del elif else except finally for from
-        global if import in is lambda nonlocal not or pass raise return try while with yield match case print`),
-      literals: words("True False None self cls"),
-    },
-    shell: {
-      line: ["#"], block: [], strings: ['"', "'"],
-      keywords: words(`if then else elif fi for while until do done case esac in function return export local
-        readonly echo cd exit set unset source sudo`),
-      literals: words("true false"),
-    },
-    c: {
-      ...C_LIKE,
-      keywords: words(`auto break case char const continue default do double else enum extern float for goto if
-        inline int long register return short signed sizeof static struct switch typedef union unsigned void
-        volatile while class namespace template typename public private protected virtual override new delete
-        using try catch throw this operator bool constexpr nullptr include define ifdef ifndef endif pragma
-        package import func go defer chan map range select var type interface fn let mut impl trait pub use mod
-        crate match loop where as ref self Self dyn async await move unsafe extends implements final abstract
-        boolean byte synchronized throws instanceof super String`),
-      literals: words("true false NULL null nil None Some Ok Err"),
-    },
-    sql: {
-      line: ["--"], block: [["/*", "*/"]], strings: ["'", '"'], caseInsensitive: true,
-      keywords: words(`select from where and or not insert into values update set delete create table drop alter
-        index view join left right inner outer full on as group by order having limit offset union all distinct
-        primary key foreign references default null is in exists between like case when then else end asc desc
-        with returning begin commit rollback transaction`),
-      literals: words("true false null"),
-    },
-    css: {
-      line: [], block: [["/*", "*/"]], strings: ['"', "'"],
-      keywords: words("important media supports import keyframes font-face root"),
-      literals: words("none auto inherit initial unset"),
-    },
-    markup: { line: [], block: [["<!--", "-->"]], strings: ['"', "'"], keywords: words(""), literals: words("") },
-    json: { line: [], block: [], strings: ['"'], keywords: words(""), literals: words("true false null") },
-  };
-  const ALIASES = {
-    javascript: "js", jsx: "js", ts: "js", typescript: "js", tsx: "js", mjs: "js", node: "js",
-    py: "python", python3: "python", py3: "python",
-    sh: "shell", bash: "shell", zsh: "shell", console: "shell", shellscript: "shell",
-    h: "c", cpp: "c", "c++": "c", cc: "c", hpp: "c", cxx: "c", java: "c", cs: "c", csharp: "c", go: "c",
-    golang: "c", rust: "c", rs: "c", kotlin: "c", kt: "c", swift: "c", php: "c", scala: "c", dart: "c",
-    html: "markup", xml: "markup", svg: "markup", vue: "markup",
-    scss: "css", less: "css", postgres: "sql", postgresql: "sql", mysql: "sql", sqlite: "sql", jsonc: "json",
-  };
-  const GENERIC = {
-    line: ["//", "#"], block: [["/*", "*/"]], strings: ['"', "'", "`"],
-    keywords: new Set([...LANGUAGES.js.keywords, ...LANGUAGES.python.keywords]),
-    literals: new Set([...LANGUAGES.js.literals, ...LANGUAGES.python.literals]),
-  };
-
-  function languageFor(name) {
-    const key = String(name || "").toLowerCase();
-    return LANGUAGES[key] || LANGUAGES[ALIASES[key]] || GENERIC;
-  }
-
-  const NUMBER = /^(?:0[xX][0-9a-fA-F_]+|0[bB][01_]+|(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)[a-zA-Z]*/;
-  const WORD = /^[A-Za-z_$][\w$]*/;
+  // --- markdown-it ------------------------------------------------------------------------------------------------
+  // Code without a language is guessed among these only: guessing among all of highlight.js's is slow.
+  const GUESS_LANGUAGES = ["python", "javascript", "typescript", "bash", "c", "cpp", "java", "go", "rust", "sql",
+    "json", "xml", "css", "yaml"];
+  const MAX_GUESS = 5000; // characters; longer unlabeled code is shown plain
 
   function highlight(code, language) {
-    const spec = languageFor(language);
-    const fragment = document.createDocumentFragment();
-    let plain = "";
-    const flush = () => {
-      if (plain) fragment.appendChild(document.createTextNode(plain));
-      plain = "";
-    };
-    const token = (className, text) => {
-      flush();
-      fragment.appendChild(el("span", className, text));
-    };
-    let index = 0;
-    outer: while (index < code.length) {
-      const rest = code.slice(index, index + 8);
-      for (const [open, close] of spec.block) {
-        if (rest.startsWith(open)) {
-          const end = code.indexOf(close, index + open.length);
-          const stop = end === -1 ? code.length : end + close.length;
-          token("tok-com", code.slice(index, stop));
-          index = stop;
-          continue outer;
-        }
-      }
-      for (const marker of spec.line) {
-        // "#" starts a comment only where a word does not go on (so "a#b" or "#!" in shell stay whole).
-        if (rest.startsWith(marker) && !(marker === "#" && spec === GENERIC && /\w/.test(code[index - 1] || ""))) {
-          const end = code.indexOf("\n", index);
-          const stop = end === -1 ? code.length : end;
-          token("tok-com", code.slice(index, stop));
-          index = stop;
-          continue outer;
-        }
-      }
-      for (const quote of spec.strings) {
-        if (rest.startsWith(quote)) {
-          const multiline = quote.length === 3 || quote === "`";
-          let cursor = index + quote.length;
-          while (cursor < code.length) {
-            if (code[cursor] === "\\") {
-              cursor += 2;
-              continue;
-            }
-            if (code.startsWith(quote, cursor)) {
-              cursor += quote.length;
-              break;
-            }
-            if (code[cursor] === "\n" && !multiline) break;
-            cursor += 1;
-          }
-          token("tok-str", code.slice(index, Math.min(cursor, code.length)));
-          index = Math.min(cursor, code.length);
-          continue outer;
-        }
-      }
-      const previous = code[index - 1] || "";
-      if (!/[\w$]/.test(previous)) {
-        const tail = code.slice(index, index + 200);
-        let match = /\d|\.\d/.test(tail.slice(0, 2)) && NUMBER.exec(tail);
-        if (match && /\d/.test(match[0])) {
-          token("tok-num", match[0]);
-          index += match[0].length;
-          continue;
-        }
-        match = WORD.exec(tail);
-        if (match) {
-          const word = match[0];
-          const key = spec.caseInsensitive ? word.toLowerCase() : word;
-          if (spec.keywords.has(key)) token("tok-kw", word);
-          else if (spec.literals.has(key)) token("tok-lit", word);
-          else plain += word;
-          index += word.length;
-          continue;
-        }
-      }
-      plain += code[index];
-      index += 1;
+    if (!hljs) return "";
+    try {
+      const name = String(language || "").toLowerCase();
+      if (name && hljs.getLanguage(name)) return hljs.highlight(code, { language: name, ignoreIllegals: true }).value;
+      if (!name && code.length <= MAX_GUESS) return hljs.highlightAuto(code, GUESS_LANGUAGES).value;
+    } catch (error) {
+      // a grammar that fails shows the code plain
     }
-    flush();
-    return fragment;
+    return "";
   }
 
-  // --- Public ---------------------------------------------------------------------------------------------------------
+  const md = markdownit({ html: false, linkify: true, breaks: true, typographer: false, highlight });
+  md.linkify.set({ fuzzyLink: false, fuzzyEmail: false }); // only addresses written with their scheme
+  md.validateLink = (url) => safeUrl(url) !== null;
+
+  if (texmath && katex) {
+    // "$5 and $10" is money, not math: inline $...$ may not hold another unescaped $, nor start or end with a
+    // space (pandoc's rule), so a dollar amount stays text.
+    for (const rule of texmath.rules.dollars.inline) {
+      if (rule.name === "math_inline") rule.rex = /\$((?:[^\s\\$])|(?:[^\s$](?:[^$\n\\]|\\.)*?[^\s\\$]))\$/gy;
+    }
+    md.use(texmath, { engine: { renderToString: () => "" }, delimiters: ["dollars", "brackets"] });
+    // texmath would render math to an HTML string with inline styles; it leaves a placeholder instead, which
+    // typesetMath() fills with nodes once the HTML is sanitised.
+    for (const name of Object.keys(md.renderer.rules)) {
+      if (!name.startsWith("math_")) continue;
+      const display = name !== "math_inline";
+      md.renderer.rules[name] = (tokens, index) =>
+        display
+          ? `<div class="math math-display">${escapeHtml(tokens[index].content)}</div>\n`
+          : `<span class="math math-inline">${escapeHtml(tokens[index].content)}</span>`;
+    }
+  }
+
+  // Images become links to the image, labelled with their description.
+  md.renderer.rules.image = (tokens, index, options, env) => {
+    const token = tokens[index];
+    const label = `${env.imageLabel || "image"}: ${token.content || token.attrGet("src")}`;
+    return `<a href="${escapeHtml(token.attrGet("src"))}">${escapeHtml(label)}</a>`;
+  };
+
+  // Table alignment arrives as style="text-align:..", which the CSP would refuse: a class says it instead.
+  md.core.ruler.push("align_classes", (state) => {
+    for (const token of state.tokens) {
+      if (token.type !== "th_open" && token.type !== "td_open") continue;
+      const style = token.attrGet("style");
+      if (!style) continue;
+      token.attrs = token.attrs.filter(([name]) => name !== "style");
+      const align = /text-align:\s*(\w+)/.exec(style);
+      if (align && align[1] !== "left") token.attrJoin("class", `align-${align[1]}`);
+    }
+  });
+
+  // --- Sanitising ----------------------------------------------------------------------------------------------------
+  const purify = DOMPurifyFactory(window);
+  const PURIFY = {
+    ALLOWED_TAGS: ["a", "blockquote", "br", "code", "del", "div", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr",
+      "li", "ol", "p", "pre", "s", "span", "strong", "table", "tbody", "td", "th", "thead", "tr", "ul"],
+    ALLOWED_ATTR: ["href", "class", "start"],
+    ALLOW_DATA_ATTR: false,
+    ALLOW_ARIA_ATTR: false,
+    RETURN_DOM_FRAGMENT: true,
+  };
+  purify.addHook("afterSanitizeAttributes", (node) => {
+    if (node.tagName === "A") {
+      const href = safeUrl(node.getAttribute("href"));
+      if (href === null) node.removeAttribute("href");
+      else {
+        node.setAttribute("href", href);
+        node.setAttribute("rel", "noopener noreferrer nofollow");
+        node.setAttribute("target", "_blank");
+      }
+    }
+    // Classes come from markdown-it and highlight.js; nothing else may style itself into the page's chrome.
+    if (node.hasAttribute && node.hasAttribute("class")) {
+      const kept = node.getAttribute("class").split(/\s+/).filter((name) => /^(hljs(-[\w-]+)?|language-[\w+#.-]+|align-(center|right)|math(-inline|-display)?|[a-z]+_)$/.test(name));
+      if (kept.length) node.setAttribute("class", kept.join(" "));
+      else node.removeAttribute("class");
+    }
+  });
+
+  const KATEX_OPTIONS = { throwOnError: false, trust: false, strict: "ignore", maxSize: 50, maxExpand: 500,
+    output: "htmlAndMathml" };
+
+  function typesetMath(root) {
+    for (const node of root.querySelectorAll(".math")) {
+      const tex = node.textContent;
+      try {
+        katex.render(tex, node, { ...KATEX_OPTIONS, displayMode: node.classList.contains("math-display") });
+      } catch (error) {
+        node.textContent = tex; // KaTeX reports bad TeX inline; anything else shows the source
+      }
+      node.title = tex;
+    }
+  }
+
+  // A fenced code block gets a head with its language and a Copy button.
+  function wrapCode(root, options) {
+    for (const pre of root.querySelectorAll("pre")) {
+      const code = pre.querySelector("code");
+      const wrapper = document.createElement("div");
+      wrapper.className = "code-block";
+      const head = document.createElement("div");
+      head.className = "code-head";
+      const language = document.createElement("span");
+      language.className = "code-lang";
+      const match = code && /(?:^|\s)language-(\S+)/.exec(code.className);
+      language.textContent = match ? match[1] : "";
+      if (match) code.dataset.language = match[1];
+      if (code) {
+        code.classList.add("hljs");
+        // markdown-it keeps the newline before the closing fence; Copy should not.
+        let last = code.lastChild;
+        while (last && last.nodeType !== Node.TEXT_NODE) last = last.lastChild;
+        if (last && last.data.endsWith("\n")) last.data = last.data.slice(0, -1);
+      }
+      const copy = document.createElement("button");
+      copy.type = "button";
+      copy.className = "copy-code";
+      copy.textContent = options.copyLabel || "Copy";
+      head.append(language, copy);
+      pre.tabIndex = 0;  // a code block wider than the screen scrolls: the keyboard must reach it (WCAG 2.1.1)
+      pre.replaceWith(wrapper);
+      wrapper.append(head, pre);
+    }
+  }
+
+  function toNodes(html, options) {
+    const fragment = purify.sanitize(html, PURIFY);
+    wrapCode(fragment, options);
+    if (katex) typesetMath(fragment);
+    return Array.from(fragment.childNodes);
+  }
+
+  // --- Blocks: a streaming reply re-renders only the blocks whose source changed -----------------------------------
+  // Top-level blocks of a parse, each with the source lines it came from (its key) and its tokens.
+  function topLevelBlocks(tokens, lines, prefix) {
+    const blocks = [];
+    let start = 0;
+    let depth = 0;
+    tokens.forEach((token, index) => {
+      depth += token.nesting;
+      if (depth !== 0) return;
+      const first = tokens[start];
+      const map = first.map || [0, 0];
+      blocks.push({ key: `${prefix}${first.type}:${lines.slice(map[0], map[1]).join("\n")}`, tokens: tokens.slice(start, index + 1) });
+      start = index + 1;
+    });
+    return blocks;
+  }
+
+  // Renders `text` into `container` after `before` (a node of container, or null for its start), reusing the
+  // nodes of blocks that did not change since the last call with the same `cache` (an array it keeps).
+  function renderBlocks(container, text, cache, options) {
+    const env = { imageLabel: options.imageLabel };
+    const tokens = md.parse(text, env);
+    // A link reference defined further down changes blocks above it: a new set of them re-renders everything.
+    const prefix = `${Object.keys(env.references || {}).join("\u0000")}\u0001`;
+    const blocks = topLevelBlocks(tokens, text.split("\n"), prefix);
+    let same = 0;
+    while (same < blocks.length && same < cache.length && blocks[same].key === cache[same].key) same += 1;
+    for (const old of cache.splice(same)) for (const node of old.nodes) node.remove();
+    let anchor;
+    if (cache.length) anchor = cache[cache.length - 1].nodes.at(-1).nextSibling;
+    else if (options.after) anchor = options.after.nextSibling;
+    else anchor = container.firstChild;
+    for (const block of blocks.slice(same)) {
+      const nodes = toNodes(md.renderer.render(block.tokens, md.options, env), options);
+      // An empty block (a lone reference definition) still needs a node to keep its place.
+      if (!nodes.length) nodes.push(document.createTextNode(""));
+      for (const node of nodes) container.insertBefore(node, anchor);
+      cache.push({ key: block.key, nodes });
+    }
+  }
+
+  // --- Reasoning -------------------------------------------------------------------------------------------------------
+  // What a reasoning model thinks, apart from its answer. The same rules are in chat/reasoning.py, which leaves
+  // the thinking out of the context of later turns.
+  //   <think>...</think>answer           (Qwen3, DeepSeek-R1 and most others)
+  //   ...</think>answer                  (templates that open <think> in the prompt; no <think> before it)
+  //   <|channel|>analysis<|message|>...<|end|><|start|>assistant<|channel|>final<|message|>answer  (gpt-oss)
+  const HARMONY = /(?:<\|start\|>assistant)?<\|channel\|>(\w+)[^<]*(?:<\|constrain\|>[^<]*)?<\|message\|>/g;
+  const HARMONY_END = /<\|(?:end|return|call)\|>/;
+
+  function splitReasoning(text) {
+    const source = String(text || "");
+    const lead = source.search(/\S/);
+    if (lead >= 0 && source.startsWith("<think>", lead)) {
+      const body = source.slice(lead + 7);
+      const end = body.indexOf("</think>");
+      if (end === -1) return { reasoning: body.replace(/^\s+/, ""), closed: false, answer: "" };
+      return { reasoning: body.slice(0, end).trim(), closed: true, answer: body.slice(end + 8).replace(/^\s+/, "") };
+    }
+    const close = source.indexOf("</think>");
+    if (close !== -1 && source.lastIndexOf("<think>", close) === -1) {
+      return { reasoning: source.slice(0, close).trim(), closed: true, answer: source.slice(close + 8).replace(/^\s+/, "") };
+    }
+    if (lead >= 0 && /^(?:<\|start\|>assistant)?<\|channel\|>/.test(source.slice(lead))) return splitHarmony(source.slice(lead));
+    return { reasoning: null, closed: true, answer: source };
+  }
+
+  function splitHarmony(source) {
+    const thoughts = [];
+    let answer = "";
+    let closed = true;
+    const heads = Array.from(source.matchAll(HARMONY));
+    heads.forEach((head, index) => {
+      const start = head.index + head[0].length;
+      const stop = index + 1 < heads.length ? heads[index + 1].index : source.length;
+      const segment = source.slice(start, stop);
+      const end = segment.search(HARMONY_END);
+      const content = end === -1 ? segment : segment.slice(0, end);
+      if (head[1] === "final") {
+        answer += content;
+      } else {
+        thoughts.push(content.trim());
+        closed = end !== -1 || index + 1 < heads.length;
+      }
+    });
+    return { reasoning: thoughts.join("\n\n"), closed: closed || answer !== "", answer };
+  }
+
+  // --- Public ------------------------------------------------------------------------------------------------------------
+  const caches = new WeakMap(); // container -> {answer: [...], reasoning: [...], details}
+  const timings = new WeakMap(); // container -> {start, end} measured on this page while the reply streamed
+
+  // A reply that begins streaming on this page: its thinking is timed from now.
+  function startTiming(container) {
+    timings.set(container, { start: performance.now(), end: null });
+  }
+
+  const format = (template, values) => String(template).replace(/%\((\w+)\)s/g, (_, key) => String(values[key] ?? ""));
+
+  // How long the model thought: measured on this page, or worked out from the stored token count and rate
+  // (the thinking's share of the characters), which the label says is an estimate.
+  function reasoningSeconds(container, parts, text, options) {
+    const timing = timings.get(container);
+    if (timing) {
+      if (parts.thinking) return { seconds: (performance.now() - timing.start) / 1000, estimated: false };
+      if (timing.end === null) timing.end = performance.now();
+      return { seconds: (timing.end - timing.start) / 1000, estimated: false };
+    }
+    const stats = options.stats || {};
+    const tokens = Number(stats.tokens);
+    const rate = Number(stats.tokensPerS);
+    if (!(tokens > 0 && rate > 0) || !text.length) return null;
+    return { seconds: (tokens * (parts.reasoning.length / text.length)) / rate, estimated: true };
+  }
+
+  function reasoningLabel(container, parts, text, options) {
+    const t = options.i18n || {};
+    const locale = document.documentElement.lang || undefined; // the page's language, not the browser's
+    const chars = parts.reasoning.length.toLocaleString(locale);
+    const time = reasoningSeconds(container, parts, text, options);
+    const digits = time && time.seconds < 10 ? 1 : 0;
+    const seconds = time
+      ? time.seconds.toLocaleString(locale, { minimumFractionDigits: digits, maximumFractionDigits: digits })
+      : null;
+    if (parts.thinking && seconds === null) {
+      return format(t.reasoningThinkingLength || "Thinking… %(chars)s characters", { chars });
+    }
+    if (parts.thinking) return format(t.reasoningThinking || "Thinking… %(chars)s characters · %(seconds)s s", { chars, seconds });
+    if (seconds === null) return format(t.reasoningLength || "Reasoning · %(chars)s characters", { chars });
+    const template = time.estimated ? t.reasoningAbout || "Reasoning · %(chars)s characters · about %(seconds)s s"
+      : t.reasoningDone || "Reasoning · %(chars)s characters · %(seconds)s s";
+    return format(template, { chars, seconds });
+  }
+
+  // Renders a reply's text into `container` (a message body). Called again with more text, it keeps what did
+  // not change: the folded thinking (and whether the reader opened it) and every finished block.
+  function renderInto(container, text, options) {
+    options = options || {};
+    let cache = caches.get(container);
+    const first = cache && (cache.details || cache.answer[0]?.nodes[0]);
+    if (!cache || (first && first.parentNode !== container)) {
+      // First render, or the container's content was replaced by someone else: start afresh.
+      container.replaceChildren();
+      cache = { answer: [], reasoning: [], details: null };
+      caches.set(container, cache);
+    }
+    const source = String(text || "");
+    const parts = splitReasoning(source);
+    if (parts.reasoning !== null) {
+      if (!cache.details) {
+        const details = document.createElement("details");
+        details.className = "reasoning";
+        const summary = document.createElement("summary");
+        const body = document.createElement("div");
+        body.className = "reasoning-body md";
+        details.append(summary, body);
+        container.prepend(details);
+        cache.details = details;
+      }
+      // Still thinking while the reply streams; a reply stopped mid-thought is done thinking too.
+      parts.thinking = !parts.closed && options.streaming !== false;
+      cache.details.dataset.state = parts.thinking ? "thinking" : "done";
+      cache.details.querySelector("summary").textContent = reasoningLabel(container, parts, source, options);
+      renderBlocks(cache.details.lastChild, parts.reasoning, cache.reasoning, options);
+    } else if (cache.details) {
+      cache.details.remove();
+      cache.details = null;
+      cache.reasoning = [];
+    }
+    renderBlocks(container, parts.answer, cache.answer, { ...options, after: cache.details });
+    return parts;
+  }
+
+  // The whole text as a fragment, with nothing kept between calls (tests, and callers that want a copy).
   function render(text, options) {
+    const box = document.createElement("div");
+    renderInto(box, text, options);
     const fragment = document.createDocumentFragment();
-    const lines = String(text || "").replace(/\r\n?/g, "\n").split("\n");
-    renderBlocks(lines, fragment, options || {});
+    fragment.append(...box.childNodes);
     return fragment;
   }
 
-  window.LLMSiteMarkdown = { render, highlight, safeUrl };
+  // Forget what renderInto kept for a container (its text was replaced, not extended).
+  function reset(container) {
+    caches.delete(container);
+  }
+
+  window.LLMSiteMarkdown = { render, renderInto, reset, startTiming, splitReasoning, safeUrl };
 })();

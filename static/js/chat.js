@@ -2,7 +2,7 @@
 //
 // The page is rendered by the server and readable without this file. Data comes from the
 // <script type="application/json" id="chat-config"> block (json_script); model text is put on the page
-// only through static/js/chat-markdown.js, which builds DOM nodes and never parses HTML.
+// only through static/js/chat-markdown.js (markdown-it, then DOMPurify; model markup is never live HTML).
 "use strict";
 
 (function () {
@@ -55,7 +55,9 @@
     const body = article.querySelector(".msg-body");
     const text = rawText.get(article) || "";
     if (article.dataset.role === "assistant") {
-      body.replaceChildren(Markdown.render(text, { copyLabel: t.copyCode, imageLabel: t.image }));
+      const stats = { tokens: article.dataset.tokens, tokensPerS: article.dataset.tokensPerS };
+      const streaming = article.dataset.status === "streaming";
+      Markdown.renderInto(body, text, { copyLabel: t.copyCode, imageLabel: t.image, i18n: t, stats, streaming });
       body.classList.add("md");
     } else {
       body.textContent = text;
@@ -363,6 +365,8 @@
     if (!article) return;
     queueState.textContent = "";
     article.classList.remove("pending");
+    // A reply that starts on this page: its thinking (if the model reasons) is timed from its first token.
+    if (!rawText.get(article)) Markdown.startTiming(article.querySelector(".msg-body"));
     const before = state.resetOnToken && article === state.reply ? "" : rawText.get(article) || "";
     state.resetOnToken = false;
     setText(article, before + frame.text);

@@ -302,7 +302,7 @@
     state.attachments.forEach((file, index) => {
       const item = el("li", "attachment");
       item.append(el("span", "attachment-name", file.name),
-        el("span", "attachment-size muted", `${Math.max(1, Math.round(file.text.length / 1024))} KB`));
+        el("span", "attachment-size muted", sizeLabel(file.size)));
       const remove = el("button", "attachment-remove secondary button-small", "×");
       remove.type = "button";
       remove.dataset.index = String(index);
@@ -311,6 +311,10 @@
       attachList.appendChild(item);
     });
     attachList.hidden = state.attachments.length === 0;
+  }
+
+  function sizeLabel(bytes) {
+    return bytes < 1024 ? `${bytes} B` : `${Math.round(bytes / 1024).toLocaleString()} KB`;
   }
 
   function clearAttachments() {
@@ -343,7 +347,7 @@
         refused.push(format(t.fileTooLong, { name: file.name, tokens: tokens.toLocaleString(), n_ctx: state.nCtx.toLocaleString() }));
         continue;
       }
-      state.attachments.push({ name: file.name, text });
+      state.attachments.push({ name: file.name, text, size: file.size });
     }
     drawAttachments();
     showAttachError(refused.join(" "));

@@ -43,7 +43,8 @@
     connected: false,
     sendWhenUp: false,    // Enter was pressed before the socket was up: send once it is
     nCtx: (config.model && config.model.n_ctx) || null,
-    attachments: [],      // {name, text} of the files attached to the next message
+    attachments: [],      // {name, text, size} of the files attached to the next message
+    continuing: null,     // the reply a `continue` was sent for, until the server accepts or refuses it
   };
   const rawText = new WeakMap(); // <article> -> the message's text as written
 
@@ -358,6 +359,7 @@
     if (state.reply || !article.dataset.id) return;
     const frame = { type: "continue", message: Number(article.dataset.id), options: currentOptions() };
     if (!sendFrame(frame)) return;
+    state.continuing = { article, stats: article.querySelector(".msg-stats").textContent };
     delete article.dataset.finishReason;
     article.dataset.status = "streaming";
     article.querySelector(".msg-stats").textContent = "";
@@ -471,6 +473,7 @@
       addToSidebar(frame.conversation, url, frame.title);
       linkConversation(frame.conversation);
     }
+    state.continuing = null;
     const reply = state.reply;
     if (!reply) return;
     if (frame.message != null) setId(reply, frame.message);
@@ -582,6 +585,19 @@
   // with nothing to stop), and fails the reply only if the server never accepted it.
   function onError(frame) {
     const text = frame.message || frame.code || t.error;
+    const continuing = state.continuing;
+    if (frame.reply == null && continuing) {
+      // The server refused to continue (a limit, or the reply changed): it is as it was, and the page says why.
+      state.continuing = null;
+      const { article: cut, stats } = continuing;
+      cut.dataset.status = "complete";
+      cut.dataset.finishReason = "length";
+      cut.querySelector(".msg-stats").textContent = stats;
+      addActions(cut);
+      finishReply();
+      queueState.textContent = text;
+      return;
+    }
     const article = frame.reply != null ? findArticle(frame.reply) : state.reply && !state.reply.dataset.id ? state.reply : null;
     if (article) {
       showError(article, text);

@@ -7,6 +7,7 @@ someone else's id answers 404 exactly like one that does not exist.
 import json
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -21,6 +22,8 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from advisor.local_files import local_files
+from advisor.models import LanguageModel
 from chat.forms import PresetForm, RenameForm, SamplingForm, SearchForm, SystemPromptForm
 from chat.models import Conversation, Message, Preset, Role, Status, selected_path
 from chat.protocol import max_content_chars
@@ -57,6 +60,22 @@ def sidebar_context(request, current: Conversation | None) -> dict:
     return {"search_form": search, "query": query, "conversations": conversations, "current": current}
 
 
+def model_display_name(status: dict) -> str:
+    """What the chat calls the loaded model: the catalog's name for a file of that shape (the advisor matches
+    files by their architecture), else the GGUF's general.name, else the file name."""
+    file_name = status.get("model_file") or ""
+    if not file_name:
+        return ""
+    for found in local_files(settings.MODELS_DIR):
+        if found.name == file_name:
+            n_layer, n_embd, n_head, n_head_kv, n_vocab = found.shape
+            model = LanguageModel.objects.filter(n_layers=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
+                                                 n_vocab=n_vocab).order_by("name").first()
+            if model is not None:
+                return model.name
+    return status.get("model_name") or file_name
+
+
 def chat_config(request, conversation: Conversation | None, chat_messages, status: dict) -> dict:
     """What static/js/chat.js needs, passed through json_script (data, never executable)."""
     presets = [preset.as_config() for preset in Preset.objects.owned_by(request.user)]
@@ -71,6 +90,7 @@ def chat_config(request, conversation: Conversation | None, chat_messages, statu
         "systemPromptUrl": reverse("chat:system_prompt", args=[0]),
         "streaming": [m.pk for m in chat_messages if m.status == Status.STREAMING and m.role == Role.ASSISTANT],
         "model": {key: status.get(key) for key in ("state", "model_file", "model_name", "progress", "error", "n_ctx")},
+        "modelNames": {status["model_file"]: status["display_name"]} if status.get("model_file") else {},
         "i18n": {
             "copy": _("Copy"),
             "copied": _("Copied"),
@@ -124,6 +144,7 @@ def default_preset(user) -> Preset | None:
 def render_chat(request, conversation: Conversation | None, *, system_form=None, rename_form=None, status=200):
     chat_messages = selected_path(conversation.messages.exclude(role=Role.SYSTEM)) if conversation else []
     worker = worker_status()
+    worker["display_name"] = model_display_name(worker)
     if system_form is None and conversation is None:
         preset = default_preset(request.user)  # a new conversation starts with the default preset's prompt
         system_form = SystemPromptForm(initial={"system_prompt": preset.system_prompt if preset else ""})

@@ -330,7 +330,7 @@ def test_a_conversation_begun_on_the_page_has_its_menu_and_a_title_cut_at_a_word
     new_person(site, "cv-menu")
     sign_in(page, site, "cv-menu")
     expect(page.locator("#model-state")).not_to_contain_text(".gguf", timeout=REPLY_MS)
-    expect(page.locator("#model-state")).to_contain_text("Smollm2", timeout=REPLY_MS)  # general.name, not the file
+    expect(page.locator("#model-state")).to_contain_text("SmolLM2 135M Instruct", timeout=REPLY_MS)  # the catalog name
     sampling(page, max_tokens=4)
     send(page, "Please tell me everything you know about the migration habits of arctic terns today")
     page.wait_for_url(re.compile(r"/chat/c/\d+/$"))

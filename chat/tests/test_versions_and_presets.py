@@ -131,3 +131,14 @@ def test_the_password_change_page_changes_the_password(web, signed_in, user):
     assert user.check_password("another long password 71")
     web.logout()
     assert web.get(reverse("accounts:password_change")).status_code == 302  # signed out: to the sign-in page
+
+
+def test_the_chat_names_the_model_by_its_catalog_name_not_its_file():
+    from chat.views import model_display_name
+    from chat.worker.files import list_model_files
+
+    smol = next(path.name for path in list_model_files() if "SmolLM2" in path.name)
+    assert model_display_name({"model_file": smol, "model_name": "Smollm2 135M 8k"}) == "SmolLM2 135M Instruct"
+    assert model_display_name({"model_file": "elsewhere.gguf", "model_name": "Its general.name"}) == \
+        "Its general.name"
+    assert model_display_name({"model_file": "elsewhere.gguf"}) == "elsewhere.gguf"

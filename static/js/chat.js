@@ -609,7 +609,9 @@
   }
 
   function onModel(frame) {
-    const model = frame.model_name || frame.model_file || frame.model || "";
+    // The catalog's name the page was given for this file, else the GGUF's general.name, never a bare file name
+    // when either is known.
+    const model = (config.modelNames || {})[frame.model_file] || frame.model_name || frame.model_file || frame.model || "";
     if (frame.n_ctx) state.nCtx = frame.n_ctx;
     const stateName = frame.state || "";
     modelState.dataset.state = stateName;

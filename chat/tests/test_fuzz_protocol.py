@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from chat import limits
 from chat.models import Message
-from chat.protocol import Edit, ProtocolError, Regenerate, Resume, Send, Stop, parse
+from chat.protocol import Continue, Edit, ProtocolError, Regenerate, Resume, Send, Stop, Version, parse
 from chat.tests.conftest import Client
 from chat.worker import get_manager
 
@@ -54,7 +54,7 @@ def check(text):
     except ProtocolError as error:
         assert error.code in PROTOCOL_CODES and error.message
         return
-    assert isinstance(command, Send | Stop | Resume | Regenerate | Edit)
+    assert isinstance(command, Send | Stop | Resume | Regenerate | Edit | Continue | Version)
     for name in ("conversation", "message"):
         value = getattr(command, name, None)
         assert value is None or (type(value) is int and value >= 1)

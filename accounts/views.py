@@ -7,6 +7,7 @@ from django.contrib.auth import views as auth_views
 from django.db import IntegrityError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -40,6 +41,18 @@ class SignInView(auth_views.LoginView):
 
 class SignOutView(auth_views.LogoutView):
     """POST only (Django's LogoutView refuses GET): a link or an image cannot sign anyone out."""
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's own (old password, new one twice, the site's password validators); this session stays signed
+    in, every other session of the account is signed out (their chat sockets close with `signed_out`)."""
+
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change_done")
+
+
+class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+    template_name = "accounts/password_change_done.html"
 
 
 @sensitive_post_parameters("password1", "password2")

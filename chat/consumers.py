@@ -161,13 +161,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.on_stop(command)
             elif isinstance(command, protocol.Resume):
                 await self.on_resume(command)
-            else:  # send, regenerate, edit: each starts a reply, within this person's limits
+            elif isinstance(command, protocol.Version):
+                await self.on_version(command)
+            else:  # send, regenerate, edit, continue: each starts a reply, within this person's limits
                 ticket = limits.admit(self.user.pk)  # before any database work
                 handler = {protocol.Send: self.on_send, protocol.Regenerate: self.on_regenerate,
-                           protocol.Edit: self.on_edit}[type(command)]
+                           protocol.Edit: self.on_edit, protocol.Continue: self.on_continue}[type(command)]
                 await handler(command, ticket)
         except limits.LimitExceeded as exc:
             await self.send_json(protocol.error_frame(exc.code, exc.message))
+        except services.NotContinuable as exc:
+            await self.send_json(protocol.error_frame("not_continuable", str(exc)))
         except services.NotFound:
             await self.send_json(protocol.error_frame("not_found", NOT_FOUND))
         finally:
@@ -186,19 +190,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
         started = await services.edit_and_reply(self.user, command.message, command.content, command.options)
         await self.start(started, command.options, ticket)
 
+    async def on_continue(self, command: protocol.Continue, ticket: limits.Ticket) -> None:
+        started = await services.continue_reply(self.user, command.message, command.options)
+        await self.start(started, command.options, ticket)
+
+    async def on_version(self, command: protocol.Version) -> None:
+        shown = await services.select_version(self.user, command.message, command.version)
+        await self.send_json(protocol.path(shown["conversation"], shown["messages"]))
+
     async def start(self, started: dict, options: dict, ticket: limits.Ticket) -> None:
         manager = get_manager()
         for removed in started.get("removed", ()):
             manager.stop(removed)
         message_id = started["message"]
-        await self.follow(message_id, 0)
+        prefix = started.get("prefix", "")  # a continued reply: the page has this text already
+        await self.follow(message_id, len(prefix))
         await self.ensure_model()
         worker_options = {k: v for k, v in options.items() if k != "system"}
         manager.submit(message_id, started["messages"], worker_options,
-                       {"conversation": started["conversation"], "model_file": started.get("model_file", "")})
+                       {"conversation": started["conversation"], "model_file": started.get("model_file", ""),
+                        "prefix": prefix, "tokens_before": started.get("tokens_before", 0)})
         ticket.bind(message_id)  # counted until the reply ends
         # Its events reach this consumer only after this handler returns: `accepted` still comes first.
-        await self.send_json(protocol.accepted(started["conversation"], message_id, started.get("user_message")))
+        versions = started.get("versions") or {}
+        await self.send_json(protocol.accepted(
+            started["conversation"], message_id, started.get("user_message"), title=started.get("title"),
+            version=versions.get("version"), versions=versions.get("versions"),
+            continued=len(prefix) if "prefix" in started else None))
 
     async def on_stop(self, command: protocol.Stop) -> None:
         message_id = command.message or self.latest
@@ -239,7 +257,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             text = reply["error"] or "The reply failed."
             await self.send_json(protocol.reply_error(message_id, "reply_failed", text))
         else:
-            await self.send_json(protocol.done(message_id, reply["status"], reply["stats"]))
+            await self.send_json(protocol.done(message_id, reply["status"], reply["stats"], reply["finish_reason"]))
 
     async def follow(self, message_id: int, sent: int) -> None:
         self.following[message_id] = sent
@@ -304,7 +322,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if message_id in self.following:
             await self.catch_up(message_id, event.get("end", 0))
             await self.unfollow(message_id)
-            await self.send_json(protocol.done(message_id, event["status"], event["stats"]))
+            await self.send_json(protocol.done(message_id, event["status"], event["stats"],
+                                               event.get("finish_reason", "")))
 
     async def reply_error(self, event):
         message_id = event["message"]

@@ -4,7 +4,7 @@ from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
-from chat.models import Conversation, KVType, ModelConfig
+from chat.models import Conversation, KVType, ModelConfig, Preset
 from chat.protocol import MAX_SYSTEM_CHARS, NUMBER_OPTIONS, max_tokens_cap
 from chat.worker.types import N_CTX_MAX, N_CTX_MIN, LoadSettings, LoadSettingsError
 
@@ -81,6 +81,56 @@ class SamplingForm(forms.Form):
             field.validators += [MinValueValidator(low), MaxValueValidator(high)]
             # Ids the script finds the inputs by; names it sends them under.
             field.widget.attrs.update({"id": f"option-{name}", "data-option": name, "min": low, "max": high})
+
+
+class PresetForm(forms.ModelForm):
+    """A person's preset: a name, a system prompt, the sampling fields of the chat's panel (empty: the model's
+    default), and whether it starts new conversations."""
+
+    class Meta:
+        model = Preset
+        fields = ["name", "system_prompt", "is_default"]
+        labels = {"name": _("Name"), "system_prompt": _("System prompt"),
+                  "is_default": _("Use for new conversations")}
+        widgets = {"system_prompt": forms.Textarea(attrs={"rows": 4, "maxlength": MAX_SYSTEM_CHARS,
+                                                          "placeholder": _("You are a helpful assistant.")})}
+
+    def __init__(self, *args, owner=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = owner if owner is not None else self.instance.owner
+        sampling = SamplingForm()
+        for name, field in sampling.fields.items():
+            field.widget.attrs["id"] = f"id_preset_{name}"
+            field.widget.attrs.pop("data-option", None)
+            self.fields[name] = field
+            if self.instance.pk and name in self.instance.options:
+                self.initial[name] = self.instance.options[name]
+        self.sampling_names = list(sampling.fields)
+
+    def sampling_fields(self):
+        return [self[name] for name in self.sampling_names]
+
+    def clean_name(self):
+        name = " ".join(self.cleaned_data["name"].split())
+        if not name:
+            raise forms.ValidationError(_("A name cannot be empty."), code="empty")
+        taken = Preset.objects.owned_by(self.owner).filter(name=name).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError(_("You already have a preset named “%(name)s”.") % {"name": name},
+                                        code="taken")
+        return name
+
+    def clean_system_prompt(self):
+        return self.cleaned_data["system_prompt"].strip()
+
+    def save(self, commit=True):
+        preset = super().save(commit=False)
+        preset.owner = self.owner
+        preset.options = {name: self.cleaned_data[name] for name in self.sampling_names
+                          if self.cleaned_data.get(name) is not None}
+        if commit:
+            preset.save_as_default() if preset.is_default else preset.save()
+        return preset
 
 
 class NGpuLayersField(forms.CharField):

@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -96,8 +96,22 @@ class MessageQuerySet(models.QuerySet):
         return self.streaming().update(status=Status.ERROR, error=INTERRUPTED, finished_at=timezone.now())
 
 
+class FinishReason(models.TextChoices):
+    STOP = "", _("Ended")
+    LENGTH = "length", _("Stopped at the length limit")
+
+
 class Message(models.Model):
+    """One message of a conversation. Messages form a tree: `parent` is the message before this one, and the
+    messages with the same parent are versions of one turn (a regenerated reply, an edited question), of which
+    one is `selected`. The conversation shown, and the context of the next turn, is the path of selected
+    versions from the first message down."""
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="children")
+    selected = models.BooleanField(default=True)
+    finish_reason = models.CharField(max_length=10, choices=FinishReason.choices, default=FinishReason.STOP,
+                                     blank=True)
     role = models.CharField(max_length=10, choices=Role.choices)
     content = models.TextField(blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
@@ -119,3 +133,68 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role}: {self.content[:40]}"
+
+    def save(self, *args, first_version: bool = False, **kwargs):
+        """A new message without a parent follows the last message shown, so a conversation written message after
+        message is one path; `first_version=True` makes it a version of the conversation's first turn instead."""
+        if self._state.adding and self.parent_id is None and not first_version and self.role != Role.SYSTEM:
+            path = selected_path(Message.objects.filter(conversation_id=self.conversation_id)
+                                 .exclude(role=Role.SYSTEM))
+            self.parent = path[-1] if path else None
+        super().save(*args, **kwargs)
+
+
+def selected_path(messages) -> list:
+    """The conversation as shown: from the first turn down, the selected version of each turn, each message
+    given `version` (1-based) and `versions` (how many the turn has). `messages`: all of one conversation's."""
+    children: dict = {}
+    for message in sorted(messages, key=lambda m: (m.created_at, m.id)):
+        children.setdefault(message.parent_id, []).append(message)
+    path, parent = [], None
+    while versions := children.get(parent):
+        chosen = next((m for m in reversed(versions) if m.selected), versions[-1])
+        chosen.version, chosen.versions = versions.index(chosen) + 1, len(versions)
+        chosen.siblings = versions
+        path.append(chosen)
+        parent = chosen.id
+    return path
+
+
+class PresetQuerySet(models.QuerySet):
+    def owned_by(self, user):
+        return self.filter(owner=user)
+
+
+class Preset(models.Model):
+    """A person's named system prompt and sampling options; the default one starts new conversations."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets")
+    name = models.CharField(_("name"), max_length=80)
+    system_prompt = models.TextField(_("system prompt"), blank=True, max_length=20_000)
+    options = models.JSONField(default=dict, blank=True)
+    is_default = models.BooleanField(_("default for new conversations"), default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = PresetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="preset_name_per_owner"),
+            models.UniqueConstraint(fields=["owner"], condition=models.Q(is_default=True),
+                                    name="one_default_preset_per_owner"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def save_as_default(self) -> None:
+        """Save this preset as its owner's default; the one that was the default no longer is."""
+        with transaction.atomic():
+            Preset.objects.owned_by(self.owner).filter(is_default=True).exclude(pk=self.pk).update(is_default=False)
+            self.is_default = True
+            self.save()
+
+    def as_config(self) -> dict:
+        return {"id": self.pk, "name": self.name, "system_prompt": self.system_prompt, "options": self.options,
+                "is_default": self.is_default}

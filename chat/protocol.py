@@ -75,6 +75,18 @@ class Edit:
     options: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Continue:
+    message: int
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Version:
+    message: int
+    version: int
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -204,7 +216,7 @@ def parse_options(raw) -> dict:
     return options
 
 
-def parse(text) -> Send | Stop | Resume | Regenerate | Edit:
+def parse(text) -> Send | Stop | Resume | Regenerate | Edit | Continue | Version:
     if not isinstance(text, str):
         raise ProtocolError("invalid_frame", "Frames must be JSON text, not binary.")
     limit = max_frame_chars()
@@ -237,16 +249,32 @@ def parse(text) -> Send | Stop | Resume | Regenerate | Edit:
         return Regenerate(message=_id(frame, "message"), options=parse_options(frame.get("options")))
     if kind == "edit":
         return Edit(message=_id(frame, "message"), content=_content(frame), options=parse_options(frame.get("options")))
-    raise ProtocolError("unknown_type", f"Unknown frame type {kind[:40]!r}: use send, stop, resume, regenerate, edit.")
+    if kind == "continue":
+        return Continue(message=_id(frame, "message"), options=parse_options(frame.get("options")))
+    if kind == "version":
+        version = frame.get("version")
+        if not _is_int(version) or version < 1:
+            raise ProtocolError("invalid_field", "`version` must be a whole number from 1.")
+        return Version(message=_id(frame, "message"), version=version)
+    raise ProtocolError("unknown_type", f"Unknown frame type {kind[:40]!r}: use send, stop, resume, regenerate, edit, "
+                                        "continue, version.")
 
 
 # --- server frames -------------------------------------------------------------------------------------------
-def accepted(conversation: int, message: int, user_message: int | None = None) -> dict:
-    """`message` is the assistant reply; `user_message`, after a `send`, the question it stored."""
+def accepted(conversation: int, message: int, user_message: int | None = None, **extra) -> dict:
+    """`message` is the assistant reply; `user_message`, after a `send` or `edit`, the question it stored.
+    `extra`: `title` (the conversation's), `version` and `versions` (of the turn a regenerate or edit added to),
+    `continued` (after a `continue`: the length of the text the reply already had)."""
     frame = {"type": "accepted", "conversation": conversation, "message": message}
     if user_message is not None:
         frame["user_message"] = user_message
+    frame.update({key: value for key, value in extra.items() if value is not None})
     return frame
+
+
+def path(conversation: int, messages: list[dict]) -> dict:
+    """The conversation as shown after a `version`: every message of the selected path, first to last."""
+    return {"type": "path", "conversation": conversation, "messages": messages}
 
 
 def queued(message: int, position: int) -> dict:
@@ -257,8 +285,10 @@ def token(message: int, text: str) -> dict:
     return {"type": "token", "message": message, "text": text}
 
 
-def done(message: int, status: str, stats: dict) -> dict:
+def done(message: int, status: str, stats: dict, finish_reason: str = "") -> dict:
+    """`finish_reason` "length": the reply reached `max_tokens` (or the context) and can be continued."""
     return {"type": "done", "message": message, "status": status,
+            "finish_reason": "length" if finish_reason == "length" else "stop",
             "stats": {"tokens": stats.get("tokens") or 0, "ttft_ms": stats.get("ttft_ms"),
                       "tokens_per_s": stats.get("tokens_per_s")}}
 
@@ -269,6 +299,7 @@ def reply_error(message: int, code: str, text: str) -> dict:
 
 def model(status: dict) -> dict:
     return {"type": "model", "state": status.get("state"), "progress": status.get("progress"),
-            "model_file": status.get("model_file"), "error": status.get("error"),
+            "model_file": status.get("model_file"), "model_name": status.get("model_name"),
+            "error": status.get("error"),
             "code": status.get("error_code"), "n_gpu_layers": status.get("n_gpu_layers"),
             "n_layers": status.get("n_layers"), "n_ctx": status.get("n_ctx")}

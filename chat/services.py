@@ -17,7 +17,7 @@ from django.contrib import auth
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Message, ModelConfig, Role, Status
+from chat.models import Conversation, FinishReason, Message, ModelConfig, Role, Status, selected_path
 from chat.reasoning import answer_only
 
 TITLE_LENGTH = 60
@@ -25,6 +25,10 @@ TITLE_LENGTH = 60
 
 class NotFound(Exception):
     """No such conversation or message for this user."""
+
+
+class NotContinuable(Exception):
+    """A reply that cannot be continued (still being written, or empty); the message says why."""
 
 
 @database_sync_to_async
@@ -42,19 +46,28 @@ def still_signed_in(user_id: int, session_key: str | None) -> bool:
     return user.is_authenticated and user.pk == user_id and user.is_active
 
 
-def _history(conversation: Conversation, before: Message | None = None) -> list[dict]:
-    """The messages the model sees: the system prompt, then every finished turn (errors without text left out,
-    and replies as their answers: a reasoning model's thinking is not shown to it again)."""
+def _ancestors(message: Message | None) -> list[Message]:
+    """`message` and the messages before it on its path, first to last (one query for the conversation)."""
+    if message is None:
+        return []
+    by_id = {m.id: m for m in message.conversation.messages.exclude(role=Role.SYSTEM)}
+    chain, current = [], by_id.get(message.id, message)
+    while current is not None:
+        chain.append(current)
+        current = by_id.get(current.parent_id)
+    return chain[::-1]
+
+
+def _history(conversation: Conversation, parent: Message | None) -> list[dict]:
+    """The messages the model sees for a reply that follows `parent`: the system prompt, then the finished turns
+    of the path that leads to it, in the versions on that path (errors without text left out, and replies as
+    their answers: a reasoning model's thinking is not shown to it again, as its chat template expects)."""
     messages = []
     if conversation.system_prompt.strip():
         messages.append({"role": "system", "content": conversation.system_prompt})
-    queryset = conversation.messages.exclude(role=Role.SYSTEM)
-    if before is not None:
-        queryset = queryset.filter(id__lt=before.id)
-    for message in queryset.order_by("created_at", "id"):
+    for message in _ancestors(parent):
         content = message.content
         if message.role == Role.ASSISTANT:
-            # A reasoning model's thinking is left out of later turns, as its chat template expects.
             content = answer_only(content)
             if message.status == Status.STREAMING or not content.strip():
                 continue
@@ -62,11 +75,25 @@ def _history(conversation: Conversation, before: Message | None = None) -> list[
     return messages
 
 
-def _new_reply(conversation: Conversation, options: dict) -> Message:
-    return Message.objects.create(
-        conversation=conversation, role=Role.ASSISTANT, content="", status=Status.STREAMING,
-        options={k: v for k, v in options.items() if k != "system"},
-    )
+def _leaf(conversation: Conversation) -> Message | None:
+    """The last message of the path shown: a new message follows it."""
+    path = selected_path(conversation.messages.exclude(role=Role.SYSTEM))
+    return path[-1] if path else None
+
+
+def _new_version(conversation: Conversation, parent: Message | None, **fields) -> Message:
+    """A message after `parent`, selected in place of the other versions of its turn, which are kept."""
+    siblings = conversation.messages.filter(parent=parent) if parent else conversation.messages.filter(
+        parent__isnull=True)
+    siblings.update(selected=False)
+    message = Message(conversation=conversation, parent=parent, selected=True, **fields)
+    message.save(first_version=parent is None)
+    return message
+
+
+def _new_reply(conversation: Conversation, parent: Message | None, options: dict) -> Message:
+    return _new_version(conversation, parent, role=Role.ASSISTANT, content="", status=Status.STREAMING,
+                        options={k: v for k, v in options.items() if k != "system"})
 
 
 def _apply_system(conversation: Conversation, options: dict) -> None:
@@ -78,9 +105,15 @@ def _apply_system(conversation: Conversation, options: dict) -> None:
     conversation.save()
 
 
-def _reply_started(conversation: Conversation, reply: Message) -> dict:
-    return {"conversation": conversation.id, "message": reply.id, "messages": _history(conversation, before=reply),
-            "model_file": conversation.model_file}
+def _reply_started(conversation: Conversation, reply: Message, parent: Message | None) -> dict:
+    return {"conversation": conversation.id, "message": reply.id, "messages": _history(conversation, parent),
+            "model_file": conversation.model_file, "title": str(conversation)}
+
+
+def _versions(message: Message) -> dict:
+    siblings = list(Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+                    .order_by("created_at", "id").values_list("id", flat=True))
+    return {"version": siblings.index(message.id) + 1, "versions": len(siblings)}
 
 
 @database_sync_to_async
@@ -89,52 +122,102 @@ def start_reply(user, conversation_id: int | None, content: str, options: dict) 
     with transaction.atomic():
         if conversation_id is None:
             conversation = Conversation.objects.create(owner=user, title=_title(content))
+            parent = None
         else:
             conversation = _owned_conversation(user, conversation_id)
             if not conversation.title:
                 conversation.title = _title(content)
+            parent = _leaf(conversation)
         _apply_system(conversation, options)
-        question = Message.objects.create(conversation=conversation, role=Role.USER, content=content)
-        reply = _new_reply(conversation, options)
-    return {**_reply_started(conversation, reply), "user_message": question.id}
+        question = Message(conversation=conversation, parent=parent, role=Role.USER, content=content)
+        question.save(first_version=parent is None)
+        reply = _new_reply(conversation, question, options)
+    return {**_reply_started(conversation, reply, question), "user_message": question.id}
 
 
 @database_sync_to_async
 def regenerate_reply(user, message_id: int, options: dict) -> dict:
-    """Replace an assistant reply (and everything after it) with a new one to the same question."""
+    """A new version of an assistant reply, to the same question; the earlier versions are kept."""
     with transaction.atomic():
         message = _owned_message(user, message_id)
         if message.role != Role.ASSISTANT:
             raise NotFound
         conversation = message.conversation
-        removed = _remove_from(conversation, message)
+        replaced = [message.id] if message.status == Status.STREAMING else []
         _apply_system(conversation, options)
-        reply = _new_reply(conversation, options)
-    return {**_reply_started(conversation, reply), "removed": removed}
+        parent = message.parent
+        reply = _new_reply(conversation, parent, options)
+        versions = _versions(reply)
+    return {**_reply_started(conversation, reply, parent), "removed": replaced, "versions": versions}
 
 
 @database_sync_to_async
 def edit_and_reply(user, message_id: int, content: str, options: dict) -> dict:
-    """Change a user message, drop everything after it, and answer it afresh."""
+    """A new version of a user message, answered afresh; the earlier version and its replies are kept."""
     with transaction.atomic():
         message = _owned_message(user, message_id)
         if message.role != Role.USER:
             raise NotFound
         conversation = message.conversation
-        removed = _remove_from(conversation, message, keep=True)
-        message.content = content
-        message.save(update_fields=["content"])
+        replaced = list(message.children.filter(status=Status.STREAMING).values_list("id", flat=True))
         _apply_system(conversation, options)
-        reply = _new_reply(conversation, options)
-    return {**_reply_started(conversation, reply), "removed": removed}
+        question = _new_version(conversation, message.parent, role=Role.USER, content=content)
+        reply = _new_reply(conversation, question, options)
+        versions = _versions(question)
+    return {**_reply_started(conversation, reply, question), "removed": replaced, "user_message": question.id,
+            "versions": versions}
 
 
-def _remove_from(conversation: Conversation, message: Message, keep: bool = False) -> list[int]:
-    """Delete `message` (unless keep) and every later message; the ids of the streaming replies removed."""
-    later = conversation.messages.filter(**{"id__gt" if keep else "id__gte": message.id})
-    streaming = list(later.filter(status=Status.STREAMING).values_list("id", flat=True))
-    later.delete()
-    return streaming
+@database_sync_to_async
+def continue_reply(user, message_id: int, options: dict) -> dict:
+    """Write more of a finished reply (one that hit the length limit, or was stopped): the model goes on from its
+    last word, in the same message. The history ends with the reply itself, which the worker continues."""
+    with transaction.atomic():
+        message = _owned_message(user, message_id)
+        if message.role != Role.ASSISTANT:
+            raise NotFound
+        if message.status == Status.STREAMING:
+            raise NotContinuable("This reply is still being written.")
+        if not message.content.strip():
+            raise NotContinuable("This reply has no text to continue: regenerate it instead.")
+        conversation = message.conversation
+        _apply_system(conversation, options)
+        history = _history(conversation, message.parent)
+        history.append({"role": "assistant", "content": message.content})
+        Message.objects.filter(id=message.id).update(
+            status=Status.STREAMING, finish_reason=FinishReason.STOP, error="",
+            options={**message.options, **{k: v for k, v in options.items() if k != "system"}})
+    return {"conversation": conversation.id, "message": message.id, "messages": history,
+            "model_file": conversation.model_file, "prefix": message.content,
+            "tokens_before": message.completion_tokens or 0}
+
+
+@database_sync_to_async
+def select_version(user, message_id: int, version: int) -> dict:
+    """Show version `version` (1-based) of the turn `message_id` belongs to; the conversation's path as shown."""
+    with transaction.atomic():
+        message = _owned_message(user, message_id)
+        siblings = list(Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id)
+                        .order_by("created_at", "id"))
+        if not 1 <= version <= len(siblings):
+            raise NotFound
+        chosen = siblings[version - 1]
+        Message.objects.filter(id__in=[m.id for m in siblings]).exclude(id=chosen.id).update(selected=False)
+        Message.objects.filter(id=chosen.id).update(selected=True)
+        conversation = message.conversation
+        path = selected_path(conversation.messages.exclude(role=Role.SYSTEM))
+    return {"conversation": conversation.id, "messages": [message_dict(m) for m in path]}
+
+
+def message_dict(message: Message) -> dict:
+    """One message of the path shown, as the page draws it (frames and the page's own data)."""
+    return {
+        "id": message.id, "role": message.role, "content": message.content, "status": message.status,
+        "error": message.error, "finish_reason": message.finish_reason,
+        "version": getattr(message, "version", 1), "versions": getattr(message, "versions", 1),
+        "stats": {"tokens": message.completion_tokens or 0, "ttft_ms": message.ttft_ms,
+                  "tokens_per_s": message.decode_tokens_per_s},
+    }
 
 
 @database_sync_to_async
@@ -152,6 +235,7 @@ def _reply_dict(message: Message) -> dict:
         "content": message.content,
         "status": message.status,
         "error": message.error,
+        "finish_reason": message.finish_reason,
         "stats": {"tokens": message.completion_tokens or 0, "ttft_ms": message.ttft_ms,
                   "tokens_per_s": message.decode_tokens_per_s},
     }
@@ -193,6 +277,7 @@ def finish_reply(message_id: int, content: str, status: str, stats: dict, error:
         content=content,
         status=status,
         error=error,
+        finish_reason=FinishReason.LENGTH if stats.get("finish_reason") == "length" else FinishReason.STOP,
         completion_tokens=stats.get("tokens"),
         prompt_tokens=stats.get("prompt_tokens"),
         ttft_ms=stats.get("ttft_ms"),
@@ -264,5 +349,11 @@ def _owned_message(user, message_id: int) -> Message:
 
 
 def _title(content: str) -> str:
+    """The first words of a message, cut at a word boundary (a single word longer than the title is cut)."""
     line = " ".join(content.split())
-    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+    if len(line) <= TITLE_LENGTH:
+        return line
+    head = line[: TITLE_LENGTH - 1]  # room for the ellipsis
+    if line[TITLE_LENGTH - 1] != " " and " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ,;:.-") + "…"

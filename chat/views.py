@@ -7,6 +7,7 @@ someone else's id answers 404 exactly like one that does not exist.
 import json
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
@@ -21,8 +22,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat.forms import RenameForm, SamplingForm, SearchForm, SystemPromptForm
-from chat.models import Conversation, Role, Status
+from advisor.local_files import local_files
+from advisor.models import LanguageModel
+from chat.forms import PresetForm, RenameForm, SamplingForm, SearchForm, SystemPromptForm
+from chat.models import Conversation, Message, Preset, Role, Status, selected_path
+from chat.protocol import max_content_chars
 from chat.worker import worker_status
 
 SIDEBAR_LIMIT = 200
@@ -56,9 +60,28 @@ def sidebar_context(request, current: Conversation | None) -> dict:
     return {"search_form": search, "query": query, "conversations": conversations, "current": current}
 
 
+def model_display_name(status: dict) -> str:
+    """What the chat calls the loaded model: the catalog's name for a file of that shape (the advisor matches
+    files by their architecture), else the GGUF's general.name, else the file name."""
+    file_name = status.get("model_file") or ""
+    if not file_name:
+        return ""
+    for found in local_files(settings.MODELS_DIR):
+        if found.name == file_name:
+            n_layer, n_embd, n_head, n_head_kv, n_vocab = found.shape
+            model = LanguageModel.objects.filter(n_layers=n_layer, n_embd=n_embd, n_head=n_head, n_head_kv=n_head_kv,
+                                                 n_vocab=n_vocab).order_by("name").first()
+            if model is not None:
+                return model.name
+    return status.get("model_name") or file_name
+
+
 def chat_config(request, conversation: Conversation | None, chat_messages, status: dict) -> dict:
     """What static/js/chat.js needs, passed through json_script (data, never executable)."""
+    presets = [preset.as_config() for preset in Preset.objects.owned_by(request.user)]
     return {
+        "presets": presets,
+        "maxMessageChars": max_content_chars(),
         "wsPath": "/ws/chat/",
         "conversation": conversation.pk if conversation else None,
         "conversationUrl": reverse("chat:conversation", args=[0]),
@@ -66,7 +89,8 @@ def chat_config(request, conversation: Conversation | None, chat_messages, statu
         "exportUrls": {"md": reverse("chat:export", args=[0, "md"]), "json": reverse("chat:export", args=[0, "json"])},
         "systemPromptUrl": reverse("chat:system_prompt", args=[0]),
         "streaming": [m.pk for m in chat_messages if m.status == Status.STREAMING and m.role == Role.ASSISTANT],
-        "model": {key: status.get(key) for key in ("state", "model_file", "progress", "error")},
+        "model": {key: status.get(key) for key in ("state", "model_file", "model_name", "progress", "error", "n_ctx")},
+        "modelNames": {status["model_file"]: status["display_name"]} if status.get("model_file") else {},
         "i18n": {
             "copy": _("Copy"),
             "copied": _("Copied"),
@@ -101,17 +125,40 @@ def chat_config(request, conversation: Conversation | None, chat_messages, statu
             "reasoningDone": _("Reasoning · %(chars)s characters · %(seconds)s s"),
             "reasoningAbout": _("Reasoning · %(chars)s characters · about %(seconds)s s"),
             "reasoningLength": _("Reasoning · %(chars)s characters"),
+            "lengthLimit": _("Stopped at the length limit"),
+            "continue": _("Continue"),
+            "previousVersion": _("Previous version"),
+            "nextVersion": _("Next version"),
+            "versionOf": _("Version %(version)s of %(versions)s"),
+            "deleteQuestion": _("Delete “%(title)s”?"),
+            "renameOrDelete": _("Rename or delete “%(title)s”"),
+            "removeFile": _("Remove %(name)s"),
+            "fileNotText": _("%(name)s is not a text file: attach code, Markdown or plain text."),
+            "fileTooLong": _("%(name)s is too long: about %(tokens)s tokens, and the model's context holds "
+                             "%(n_ctx)s. Attach a shorter file or a part of it."),
+            "messageTooLong": _("The message with its files is too long: at most %(max)s characters."),
+            "presetApplied": _("Preset “%(name)s” applied."),
         },
     }
 
 
+def default_preset(user) -> Preset | None:
+    return Preset.objects.owned_by(user).filter(is_default=True).first()
+
+
 def render_chat(request, conversation: Conversation | None, *, system_form=None, rename_form=None, status=200):
-    chat_messages = list(conversation.messages.exclude(role=Role.SYSTEM)) if conversation else []
+    chat_messages = selected_path(conversation.messages.exclude(role=Role.SYSTEM)) if conversation else []
     worker = worker_status()
+    worker["display_name"] = model_display_name(worker)
+    if system_form is None and conversation is None:
+        preset = default_preset(request.user)  # a new conversation starts with the default preset's prompt
+        system_form = SystemPromptForm(initial={"system_prompt": preset.system_prompt if preset else ""})
     context = {
         **sidebar_context(request, conversation),
         "conversation": conversation,
         "chat_messages": chat_messages,
+        "new_item": Conversation(pk=0, title=""),  # the sidebar entry the page adds for a conversation begun on it
+        "presets": Preset.objects.owned_by(request.user),
         "system_form": system_form or SystemPromptForm(instance=conversation),
         "sampling_form": SamplingForm(),
         "worker": worker,
@@ -152,7 +199,11 @@ def new(request):
     )
     if empty is None:
         empty = Conversation(owner=request.user)
-    empty.system_prompt = form.cleaned_data["system_prompt"]
+    prompt = form.cleaned_data["system_prompt"]
+    if "system_prompt" not in request.POST:  # "+ New conversation": the default preset's prompt, if any
+        preset = default_preset(request.user)
+        prompt = preset.system_prompt if preset else ""
+    empty.system_prompt = prompt
     empty.save()
     return redirect("chat:conversation", pk=empty.pk)
 
@@ -192,12 +243,72 @@ def system_prompt(request, pk):
     return redirect("chat:conversation", pk=conv.pk)
 
 
+# --- Presets ------------------------------------------------------------------------------------------------
+
+
+def owned_preset(request, pk: int) -> Preset:
+    return get_object_or_404(Preset.objects.owned_by(request.user), pk=pk)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def presets(request):
+    """Your presets, and a form for a new one."""
+    form = PresetForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        preset = form.save()
+        messages.success(request, _("Preset “%(name)s” saved.") % {"name": preset.name})
+        return redirect("chat:presets")
+    return render(request, "chat/presets.html", {
+        "presets": Preset.objects.owned_by(request.user), "form": form,
+        "sampling_labels": {name: field.label for name, field in SamplingForm().fields.items()},
+    })
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def preset_edit(request, pk):
+    preset = owned_preset(request, pk)
+    form = PresetForm(request.POST or None, instance=preset, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, _("Preset “%(name)s” saved.") % {"name": preset.name})
+        return redirect("chat:presets")
+    return render(request, "chat/preset_edit.html", {"preset": preset, "form": form})
+
+
+@login_required
+@require_POST
+def preset_default(request, pk):
+    preset = owned_preset(request, pk)
+    preset.save_as_default()
+    messages.success(request, _("“%(name)s” now starts new conversations.") % {"name": preset.name})
+    return redirect("chat:presets")
+
+
+@login_required
+@require_POST
+def preset_delete(request, pk):
+    preset = owned_preset(request, pk)
+    name = preset.name
+    preset.delete()
+    messages.success(request, _("Preset “%(name)s” deleted.") % {"name": name})
+    return redirect("chat:presets")
+
+
 # --- Export -----------------------------------------------------------------------------------------------
 
 
 def _message_dict(message) -> dict:
     return {
         "id": message.pk,
+        "parent": message.parent_id,
+        "version": getattr(message, "version", None),
+        "versions": getattr(message, "versions", None),
+        "selected": message.selected,
+        "finish_reason": message.finish_reason,
         "role": message.role,
         "content": message.content,
         "status": message.status,
@@ -213,7 +324,21 @@ def _message_dict(message) -> dict:
     }
 
 
+def _path_and_others(conv: Conversation) -> tuple[list[Message], list[Message]]:
+    everything = list(conv.messages.exclude(role=Role.SYSTEM))
+    path = selected_path(everything)
+    on_path = {m.pk for m in path}
+    by_parent: dict = {}
+    for message in everything:
+        by_parent.setdefault(message.parent_id, []).append(message)
+    for message in everything:  # every message's place among the versions of its turn
+        versions = by_parent[message.parent_id]
+        message.version, message.versions = versions.index(message) + 1, len(versions)
+    return path, [m for m in everything if m.pk not in on_path]
+
+
 def export_json(conv: Conversation) -> str:
+    path, others = _path_and_others(conv)
     data = {
         "id": conv.pk,
         "title": str(conv),
@@ -222,7 +347,10 @@ def export_json(conv: Conversation) -> str:
         "created_at": conv.created_at.isoformat(),
         "updated_at": conv.updated_at.isoformat(),
         "exported_at": timezone.now().isoformat(),
-        "messages": [_message_dict(m) for m in conv.messages.all()],
+        # The conversation as shown (the selected version of each turn), then every other version, each with its
+        # `parent`, so the whole tree of versions can be rebuilt.
+        "messages": [_message_dict(m) for m in path],
+        "other_versions": [_message_dict(m) for m in others],
     }
     return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
 
@@ -234,11 +362,22 @@ def export_markdown(conv: Conversation) -> str:
         lines += [_("Model: %(model)s") % {"model": conv.model_file}, ""]
     if conv.system_prompt:
         lines += [f"## {role_names[Role.SYSTEM]}", "", conv.system_prompt, ""]
-    for message in conv.messages.all():
+    path, _others = _path_and_others(conv)
+    for message in path:
         heading = role_names.get(message.role, message.role)
         if message.status in (Status.STOPPED, Status.ERROR):
             heading += f" ({message.get_status_display()})"
+        if message.finish_reason == "length":
+            heading += f" ({message.get_finish_reason_display()})"
+        if message.versions > 1:
+            heading += " · " + _("version %(version)s of %(versions)s") % {"version": message.version,
+                                                                          "versions": message.versions}
         lines += [f"## {heading}", "", message.content, ""]
+        for other in message.siblings:  # the other versions of this turn, each under its own heading
+            if other.pk != message.pk:
+                title = _("Version %(version)s of %(versions)s (not shown)") % {
+                    "version": other.version, "versions": other.versions}
+                lines += [f"### {title}", "", other.content, ""]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from tests.fresh_site import start_fresh_site
 pytestmark = pytest.mark.browser
 
 OWNER, OWNER_PASSWORD = "owner", "walk-every-control-owner-31"
+OWNER_NEW_PASSWORD = "walk-every-control-owner-changed-37"  # from the password-change step on
 GUEST, GUEST_PASSWORD = "guest", "walk-every-control-guest-47"
 NEWCOMER, NEWCOMER_PASSWORD = "newcomer", "walk-every-control-newcomer-59"
 WIDTHS = {1366: 900, 390: 844}
@@ -132,6 +133,7 @@ def test_every_control_works_signed_out_signed_in_and_as_staff(walk_site, chromi
         signed_out(walk)
         set_up_the_site(walk)
         chat_as_staff(walk)
+        account_pages(walk)
         models_page(walk)
         invitation_link = admin_as_staff(walk)
         sign_out(walk)
@@ -300,6 +302,12 @@ def chat_as_staff(walk: Walk) -> None:
     expect(page.locator("article.msg-assistant")).not_to_have_attribute("data-id", first_reply or "")
     last_reply_finished(page)
     walk.step("chat regenerate")
+    page.locator("article.msg-assistant .version-prev").click()  # ‹ the first version, › back to the second
+    expect(page.locator("article.msg-assistant")).to_have_attribute("data-id", first_reply or "")
+    expect(page.locator("article.msg-assistant .version-label")).to_have_text("1/2")
+    page.locator("article.msg-assistant .version-next").click()
+    expect(page.locator("article.msg-assistant .version-label")).to_have_text("2/2")
+    walk.step("chat reply versions")
 
     page.locator("article.msg-user .edit-message").click()
     editor = page.locator("article.msg-user .msg-edit textarea")
@@ -308,6 +316,38 @@ def chat_as_staff(walk: Walk) -> None:
     expect(page.locator("article.msg-user .msg-body")).to_have_text("Name a vegetable.")
     last_reply_finished(page)
     walk.step("chat edit")
+    page.locator("article.msg-user .version-prev").click()
+    expect(page.locator("article.msg-user .msg-body")).to_have_text("Name a fruit.")
+    page.locator("article.msg-user .version-next").click()
+    expect(page.locator("article.msg-user .msg-body")).to_have_text("Name a vegetable.")
+    walk.step("chat question versions")
+
+    # A reply cut at max_tokens says so; Continue writes more of the same reply.
+    send(page, "Tell me a long story about a cat who sails the sea.")
+    cut = last_reply_finished(page)
+    expect(cut).to_have_attribute("data-finish-reason", "length")
+    expect(cut.locator(".msg-stats")).to_contain_text("Stopped at the length limit")
+    cut_id = cut.get_attribute("data-id")
+    cut.locator(".continue-message").click()
+    expect(page.locator("article.msg-assistant").last).to_have_attribute("data-status", "streaming")
+    continued = last_reply_finished(page)
+    assert continued.get_attribute("data-id") == cut_id
+    walk.step("chat continue")
+
+    # Attach a text file (and take one back); a file too long for the context is refused with a reason.
+    page.set_input_files("#attach-input", [{"name": "notes.md", "mimeType": "text/markdown",
+                                            "buffer": b"# Shopping\n\n- apples\n"}])
+    page.set_input_files("#attach-input", [{"name": "long.txt", "mimeType": "text/plain",
+                                            "buffer": b"word " * 40_000}])
+    expect(page.locator("#attach-error")).to_contain_text("long.txt is too long")
+    page.set_input_files("#attach-input", [{"name": "extra.txt", "mimeType": "text/plain", "buffer": b"extra"}])
+    page.locator(".attachment", has_text="extra.txt").locator(".attachment-remove").click()
+    expect(page.locator(".attachment-name")).to_have_text(["notes.md"])
+    walk.step("chat attach a file")
+    send(page, "What is on the list?")
+    last_reply_finished(page)
+    expect(page.locator("article.msg-user").last).to_contain_text("- apples")
+    walk.step("chat send with a file")
 
     sampling(page, max_tokens=2000)
     send(page, "Tell me a very long story about a lighthouse keeper, in forty paragraphs.")
@@ -327,6 +367,7 @@ def chat_as_staff(walk: Walk) -> None:
             data = json.loads(text)
             assert [m["role"] for m in data["messages"]][:2] == ["user", "assistant"]
             assert data["messages"][0]["content"] == "Name a vegetable."
+            assert data["messages"][0]["versions"] == 2 and data["other_versions"], "every version is exported"
         else:
             assert text.startswith("# Name a fruit.") and "Name a vegetable." in text
     walk.step("chat export markdown and json")
@@ -346,8 +387,7 @@ def chat_as_staff(walk: Walk) -> None:
     expect(fold.locator(".reasoning-body")).to_be_hidden()
     walk.step("chat reasoning fold")
 
-    # Rename from the sidebar's menu (the page is reloaded: a conversation begun on the page has no menu yet).
-    page.goto(conversation_url)
+    # Rename from the sidebar's menu: a conversation begun on the page has it at once, without a reload.
     current = page.locator(".conversation-item.current")
     current.locator(".conversation-menu summary").click()
     current.locator(".rename-form input[name=title]").fill("Fruit and vegetables")
@@ -423,6 +463,52 @@ def chat_as_staff(walk: Walk) -> None:
     walk.step("chat in spanish")
     page.select_option("#language-select", "en")
     expect(page.locator("html")).to_have_attribute("lang", "en")
+
+
+def account_pages(walk: Walk) -> None:
+    """Presets (new, default, edit, delete, applied in the chat) and the password change, from the account menu."""
+    page = walk.page
+    page.click("#presets-link")
+    page.wait_for_url(re.compile(r"/chat/presets/$"))
+    walk.step("presets")
+    page.fill("#id_name", "Brief")
+    page.fill("#id_system_prompt", "Answer in one sentence.")
+    page.fill("#id_preset_max_tokens", "6")
+    page.check("#id_is_default")
+    page.click("#preset-form button[type=submit]")
+    page.fill("#id_name", "Scratch")
+    page.click("#preset-form button[type=submit]")
+    expect(page.locator(".preset-item")).to_have_count(2)
+    page.locator(".preset-item", has_text="Scratch").locator(".preset-default-form button").click()
+    expect(page.locator(".preset-item.is-default .preset-name")).to_have_text("Scratch")
+    page.locator(".preset-item", has_text="Brief").locator(".preset-default-form button").click()
+    page.locator(".preset-item", has_text="Scratch").locator("a:has-text('Edit')").click()
+    page.fill("#id_system_prompt", "Scratch prompt.")
+    walk.step("preset edit")
+    page.click("#preset-form button[type=submit]")
+    page.locator(".preset-item", has_text="Scratch").locator(".preset-delete-form button").click()
+    expect(page.locator(".preset-item")).to_have_count(1)
+    walk.step("presets saved")
+    walk.goto("/chat/")
+    page.locator("#chat-settings").evaluate("details => { details.open = true; }")
+    expect(page.locator(".system-prompt-form textarea")).to_have_value("Answer in one sentence.")
+    expect(page.locator("#option-max_tokens")).to_have_value("6")
+    page.select_option("#preset-select", "")
+    page.select_option("#preset-select", label="Brief (default)")
+    expect(page.locator("#preset-state")).to_have_text("Preset “Brief” applied.")
+    walk.step("chat with the default preset")
+
+    page.click("#password-link")
+    page.wait_for_url(re.compile(r"/accounts/password/$"))
+    walk.step("password change")
+    page.fill("#id_old_password", OWNER_PASSWORD)
+    page.fill("#id_new_password1", OWNER_NEW_PASSWORD)
+    page.fill("#id_new_password2", OWNER_NEW_PASSWORD)
+    page.click("#password-change-form input[type=submit]")
+    page.wait_for_url(re.compile(r"/accounts/password/done/$"))
+    walk.step("password changed")
+    page.click("#password-change-done a.button")
+    page.wait_for_url(re.compile(r"/chat/$"))
 
 
 def models_page(walk: Walk) -> None:
@@ -541,7 +627,7 @@ def signup_and_approval(walk: Walk) -> None:
     expect(page.locator("#signup-done")).to_contain_text(NEWCOMER)
     walk.step("sign-up done")
 
-    sign_in(walk, OWNER, OWNER_PASSWORD)
+    sign_in(walk, OWNER, OWNER_NEW_PASSWORD)  # the password the walk changed it to
     walk.step("signed in")
     walk.goto("/admin/auth/user/")
     page.locator("#result_list tr", has_text=NEWCOMER).locator("input.action-select").check()

@@ -221,7 +221,15 @@ def conversation_messages(conversation_id):
     return list(Message.objects.filter(conversation_id=conversation_id).values_list("role", "content", "status"))
 
 
-async def test_regenerate_replaces_the_reply_with_a_new_one(ws):
+@database_sync_to_async
+def shown_path(conversation_id):
+    from chat.models import selected_path
+
+    return [(m.role, m.content, m.version, m.versions)
+            for m in selected_path(Message.objects.filter(conversation_id=conversation_id))]
+
+
+async def test_regenerate_adds_a_version_and_keeps_the_first(ws):
     await ws.send(send("Say hello.", max_tokens=4))
     first = await ws.until("accepted")
     await ws.until("done")
@@ -229,24 +237,81 @@ async def test_regenerate_replaces_the_reply_with_a_new_one(ws):
     second = await ws.until("accepted")
     assert (await ws.until("done"))["status"] == "complete"
     assert second["conversation"] == first["conversation"] and second["message"] != first["message"]
+    assert (second["version"], second["versions"]) == (2, 2)
     roles = [role for role, _content, _status in await conversation_messages(first["conversation"])]
-    assert roles == ["user", "assistant"]
+    assert roles == ["user", "assistant", "assistant"], "both versions of the reply are kept"
+    assert [(role, version, versions) for role, _c, version, versions in await shown_path(first["conversation"])] \
+        == [("user", 1, 1), ("assistant", 2, 2)]
 
 
-async def test_edit_changes_the_question_and_answers_it_afresh(ws):
+async def test_version_shows_an_earlier_reply_and_the_next_turn_follows_it(ws):
+    await ws.send(send("Say hello.", max_tokens=4, seed=1))
+    first = await ws.until("accepted")
+    await ws.until("done")
+    first_text = (await reply_in_db(first["message"])).content
+    await ws.send({"type": "regenerate", "message": first["message"], "options": {"max_tokens": 4, "seed": 2}})
+    second = await ws.until("accepted")
+    await ws.until("done")
+    await ws.send({"type": "version", "message": second["message"], "version": 1})
+    path = await ws.until("path")
+    assert [(m["role"], m["version"], m["versions"]) for m in path["messages"]] == [("user", 1, 1),
+                                                                                 ("assistant", 1, 2)]
+    assert path["messages"][1]["id"] == first["message"] and path["messages"][1]["content"] == first_text
+    ws.frames.clear()
+    await ws.send(send("And again.", conversation=first["conversation"], max_tokens=4))
+    third = await ws.until("accepted")
+    await ws.until("done")
+    asked = await database_sync_to_async(lambda: Message.objects.get(id=third["user_message"]).parent_id)()
+    assert asked == first["message"], "the next turn follows the version shown"
+    await ws.send({"type": "version", "message": first["message"], "version": 3})
+    assert (await ws.until("error"))["code"] == "not_found"
+
+
+async def test_edit_adds_a_version_of_the_question_and_answers_it_afresh(ws):
     await ws.send(send("Say hello.", max_tokens=4))
     accepted = await ws.until("accepted")
     await ws.until("done")
-    user_message = await database_sync_to_async(
-        lambda: Message.objects.get(conversation_id=accepted["conversation"], role="user").id
-    )()
-    await ws.send({"type": "edit", "message": user_message, "content": "Say goodbye.",
-                       "options": {"max_tokens": 4}})
-    await ws.until("accepted")
+    await ws.send({"type": "edit", "message": accepted["user_message"], "content": "Say goodbye.",
+                   "options": {"max_tokens": 4}})
+    edited = await ws.until("accepted")
     assert (await ws.until("done"))["status"] == "complete"
-    messages = await conversation_messages(accepted["conversation"])
-    assert [(role, content) for role, content, _ in messages][0] == ("user", "Say goodbye.")
-    assert len(messages) == 2
+    assert edited["user_message"] != accepted["user_message"] and (edited["version"], edited["versions"]) == (2, 2)
+    path = await shown_path(accepted["conversation"])
+    assert [(role, content, version) for role, content, version, _ in path][0] == ("user", "Say goodbye.", 2)
+    assert len(path) == 2
+    assert len(await conversation_messages(accepted["conversation"])) == 4, "the first question and reply are kept"
+
+
+async def test_a_reply_cut_at_max_tokens_says_so_and_continue_writes_more_of_it(ws):
+    await ws.send(send("Write a long story about a cat.", max_tokens=6, seed=3))
+    accepted = await ws.until("accepted")
+    done = await ws.until("done")
+    assert (done["status"], done["finish_reason"]) == ("complete", "length")
+    before = await reply_in_db(accepted["message"])
+    assert before.finish_reason == "length" and before.completion_tokens == 6
+    ws.frames.clear()
+    await ws.send({"type": "continue", "message": accepted["message"], "options": {"max_tokens": 8, "seed": 3}})
+    again = await ws.until("accepted")
+    assert again["message"] == accepted["message"] and again["continued"] == len(before.content)
+    done = await ws.until("done")
+    more = "".join(f["text"] for f in ws.of_type("token") if f["message"] == accepted["message"])
+    after = await reply_in_db(accepted["message"])
+    assert more.strip(), "the model wrote more"
+    assert after.content == before.content + more, "the same reply goes on"
+    assert after.completion_tokens == done["stats"]["tokens"] and 6 < after.completion_tokens <= 14
+    roles = [role for role, _content, _status in await conversation_messages(accepted["conversation"])]
+    assert roles == ["user", "assistant"]
+
+
+async def test_continue_refuses_a_reply_being_written(ws):
+    await ws.send(send(max_tokens=300))
+    accepted = await ws.until("accepted")
+    await ws.until("token")
+    await ws.send({"type": "continue", "message": accepted["message"]})
+    error = await ws.until("error")
+    assert error["code"] == "not_continuable" and "still being written" in error["message"]
+    await ws.send({"type": "stop"})
+    await ws.until("done")
 
 
 @pytest.mark.django_db(transaction=False)

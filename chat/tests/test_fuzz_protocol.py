@@ -14,15 +14,15 @@ from hypothesis import strategies as st
 
 from chat import limits
 from chat.models import Message
-from chat.protocol import Edit, ProtocolError, Regenerate, Resume, Send, Stop, parse
+from chat.protocol import Continue, Edit, ProtocolError, Regenerate, Resume, Send, Stop, Version, parse
 from chat.tests.conftest import Client
 from chat.worker import get_manager
 
 PROTOCOL_CODES = {"invalid_json", "invalid_frame", "unknown_type", "invalid_field"}
-SOCKET_CODES = PROTOCOL_CODES | {"not_found", "not_running", "rate_limited", "too_many_queued"}
+SOCKET_CODES = PROTOCOL_CODES | {"not_found", "not_running", "not_continuable", "rate_limited", "too_many_queued"}
 REPLY_CODES = {"context_too_long", "generation_failed", "reply_failed"}  # a fuzzed `send` that was valid
-TYPES = ["send", "stop", "resume", "regenerate", "edit"]
-FIELDS = ["type", "conversation", "content", "message", "options", "regenerate"]
+TYPES = ["send", "stop", "resume", "regenerate", "edit", "continue", "version"]
+FIELDS = ["type", "conversation", "content", "message", "options", "regenerate", "version"]
 OPTIONS = ["temperature", "top_p", "top_k", "min_p", "repeat_penalty", "max_tokens", "seed", "system"]
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -35,7 +35,8 @@ frames = st.fixed_dictionaries(
     {"type": st.sampled_from(TYPES) | json_values},
     optional={"conversation": json_values | st.integers(min_value=1), "message": json_values
               | st.integers(min_value=1), "content": json_values | st.text(min_size=1, max_size=50),
-              "options": options, "regenerate": json_values, "extra": json_values},
+              "options": options, "regenerate": json_values, "version": json_values | st.integers(min_value=1),
+              "extra": json_values},
 )
 huge = st.builds(lambda n, c: json.dumps({"type": "send", "content": c * n}),
                  st.integers(min_value=100_001, max_value=300_000), st.sampled_from(["x", "é", "\U0001f600", " "]))
@@ -53,7 +54,7 @@ def check(text):
     except ProtocolError as error:
         assert error.code in PROTOCOL_CODES and error.message
         return
-    assert isinstance(command, Send | Stop | Resume | Regenerate | Edit)
+    assert isinstance(command, Send | Stop | Resume | Regenerate | Edit | Continue | Version)
     for name in ("conversation", "message"):
         value = getattr(command, name, None)
         assert value is None or (type(value) is int and value >= 1)

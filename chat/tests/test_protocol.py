@@ -90,8 +90,22 @@ def test_the_error_frame_has_a_code_and_a_readable_message():
 
 def test_done_frames_carry_the_three_stats():
     assert protocol.done(7, "stopped", {"tokens": 3, "ttft_ms": 12.5, "tokens_per_s": 99.0, "prompt_tokens": 9}) == {
-        "type": "done", "message": 7, "status": "stopped",
+        "type": "done", "message": 7, "status": "stopped", "finish_reason": "stop",
         "stats": {"tokens": 3, "ttft_ms": 12.5, "tokens_per_s": 99.0}}
+
+
+def test_done_frames_say_when_a_reply_stopped_at_the_length_limit():
+    assert protocol.done(7, "complete", {"tokens": 8}, "length")["finish_reason"] == "length"
+
+
+def test_it_parses_continue_and_version():
+    from chat.protocol import Continue, Version
+
+    assert parse(frame(type="continue", message=5, options={"max_tokens": 9})) == Continue(5, {"max_tokens": 9})
+    assert parse(frame(type="version", message=5, version=2)) == Version(5, 2)
+    for bad in (0, -1, "2", None, 1.5, True):
+        assert error_of(frame(type="version", message=5, version=bad)).code == "invalid_field"
+    assert error_of(frame(type="continue")).code == "invalid_field"
 
 
 @given(st.one_of(st.text(max_size=200), st.binary(max_size=50),

@@ -100,10 +100,9 @@ class Engine:
 
     # --- public ----------------------------------------------------------------------------------------
     def prompt_tokens(self, messages: list) -> tuple[list, list]:
-        result = self.formatter(messages=messages)
-        tokens = self.llama.tokenize(result.prompt.encode("utf-8"), add_bos=not result.added_special, special=True)
-        stops = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
-        return tokens, [s for s in stops if s]
+        prompt, added_special, stops = chat_prompt(self.llama, messages, self.formatter)
+        tokens = self.llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+        return tokens, stops
 
     def submit(self, job: int, messages: list, options: dict | None = None, conversation=None) -> Reply:
         """Queue a reply; it starts at the next step with a free slot. ContextTooLong if it cannot fit."""
@@ -303,7 +302,7 @@ class Engine:
             reply.next_token = None
             self._send_text(reply, reply.pending + reply.decoder.decode(b"", final=True))
             reply.pending = ""
-            self._finish(reply, "complete")
+            self._finish(reply, "complete", finish_reason="length")  # as llama-server says it: cut short
 
     def _send_text(self, reply: Reply, text: str) -> None:
         if not text:
@@ -328,12 +327,12 @@ class Engine:
             stats["tokens_per_s"] = round((tokens - 1) / (reply.t_last_sample - reply.t_first_sample), 2)
         return stats
 
-    def _finish(self, reply: Reply, status: str) -> None:
+    def _finish(self, reply: Reply, status: str, finish_reason: str = "stop") -> None:
         if status == "stopped" and reply.next_token is not None:
             reply.generated.append(reply.next_token)  # sent as text already; not decoded
         self.counters["generated_tokens"] += len(reply.generated)
         self._send_text(reply, reply.pending)
-        stats = self._stats(reply)
+        stats = {**self._stats(reply), "finish_reason": finish_reason}
         self._release(reply)
         self.emit({"ev": "done", "job": reply.job, "status": status, "stats": stats})
 
@@ -409,3 +408,32 @@ def _chat_formatter(llama):
         )
     name = (llama.chat_format or "chatml").replace("-", "_")
     return getattr(llama_chat_format, f"format_{name}", llama_chat_format.format_chatml)
+
+
+def chat_prompt(llama, messages: list, formatter=None) -> tuple[str, bool, list]:
+    """The prompt for `messages` in the model's chat template: (text, whether it holds its BOS, stop strings).
+
+    When the last message is the assistant's, the prompt goes on from its last character, so the model continues
+    that reply (a reply cut at the length limit): the template is rendered without the generation prompt and cut
+    right after the reply's text, as transformers' `continue_final_message` does."""
+    formatter = formatter or _chat_formatter(llama)
+    continuing = bool(messages) and messages[-1]["role"] == "assistant"
+    if continuing and hasattr(formatter, "add_generation_prompt"):
+        formatter.add_generation_prompt = False
+        try:
+            result = formatter(messages=messages)
+        finally:
+            formatter.add_generation_prompt = True
+    else:
+        result = formatter(messages=messages)
+    prompt = result.prompt
+    if continuing:
+        partial = messages[-1]["content"]
+        at = prompt.rfind(partial)
+        if at < 0:  # a template that rewrites the text (strips it): cut after what it kept
+            partial = partial.strip()
+            at = prompt.rfind(partial)
+        if at >= 0:
+            prompt = prompt[:at + len(partial)]
+    stops = result.stop if isinstance(result.stop, list) else ([result.stop] if result.stop else [])
+    return prompt, bool(result.added_special), [s for s in stops if s]

@@ -109,6 +109,7 @@ class WorkerManager:
                 "flash_attn": bool(spec.flash_attn) if spec else False,
                 "kv_type": spec.kv_type if spec else "f16",
                 "quant": loaded.get("quant"),
+                "model_name": loaded.get("model_name") or None,  # the GGUF's general.name: what people read
                 "queue_length": len(self._queue),
                 "busy": bool(self._running),
                 "parallel": self._capacity(),
@@ -391,7 +392,7 @@ def start_reply_task(manager, message_id: int, messages: list, options: dict, me
 
     loop = asyncio.get_running_loop()
     job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
-              conversation=meta.get("conversation"))
+              conversation=meta.get("conversation"), text=meta.get("prefix", ""))  # a continued reply's text so far
     task = loop.create_task(Reply(manager, job, meta).run())
     tasks.add(task)  # a reference, so the task is not garbage-collected while it runs
     task.add_done_callback(tasks.discard)

@@ -294,6 +294,7 @@ class WorkerPool:
             "flash_attn": False,
             "kv_type": "f16",
             "quant": first.get("quant"),
+            "model_name": first.get("model_name"),
             "queue_length": sum(w.get("queue_length") or 0 for w in live),
             "busy": any(w.get("busy") for w in live),
             "error": "; ".join(errors) if errors else (None if live else NO_WORKER),

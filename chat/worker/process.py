@@ -235,20 +235,27 @@ class Worker:
         first_text_at = None
         finish = None
         try:
-            chunks = llama.create_chat_completion(
-                messages=messages,
-                stream=True,
-                temperature=options.get("temperature", 0.7),
-                top_p=options.get("top_p", 0.95),
-                top_k=options.get("top_k", 40),
-                min_p=options.get("min_p", 0.05),
-                repeat_penalty=options.get("repeat_penalty", 1.1),
-                max_tokens=options.get("max_tokens", 512),
-                seed=options.get("seed"),
-            )
+            sampling = {
+                "temperature": options.get("temperature", 0.7),
+                "top_p": options.get("top_p", 0.95),
+                "top_k": options.get("top_k", 40),
+                "min_p": options.get("min_p", 0.05),
+                "repeat_penalty": options.get("repeat_penalty", 1.1),
+                "max_tokens": options.get("max_tokens", 512),
+                "seed": options.get("seed"),
+            }
+            continuing = bool(messages) and messages[-1]["role"] == "assistant"
+            if continuing:  # go on with the last reply (cut at the length limit): the same message, more text
+                from chat.worker.engine import chat_prompt
+
+                prompt, added_special, stops = chat_prompt(llama, messages)
+                tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+                chunks = llama.create_completion(prompt=tokens, stream=True, stop=stops, **sampling)
+            else:
+                chunks = llama.create_chat_completion(messages=messages, stream=True, **sampling)
             for chunk in chunks:
                 choice = chunk["choices"][0]
-                text = choice.get("delta", {}).get("content")
+                text = choice.get("text") if continuing else choice.get("delta", {}).get("content")
                 if text:
                     if first_text_at is None:
                         first_text_at = time.perf_counter()
@@ -270,7 +277,8 @@ class Worker:
             tokens = sampled
         status = "stopped" if stopped[0] else "complete"
         stats = {"tokens": tokens, "prompt_tokens": prompt_len[0], "ttft_ms": None,
-                 "prompt_tokens_per_s": None, "tokens_per_s": None}
+                 "prompt_tokens_per_s": None, "tokens_per_s": None,
+                 "finish_reason": "length" if finish == "length" and not stopped[0] else "stop"}
         if times:
             first_sample = times[0]
             stats["ttft_ms"] = round(((first_text_at or first_sample) - started) * 1000, 2)

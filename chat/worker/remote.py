@@ -156,6 +156,7 @@ class RemoteWorker:
             "n_layers": status["n_layers"],
             "n_ctx": status["n_ctx"],
             "quant": status["quant"],
+            "model_name": status.get("model_name"),
             "gpu": gpu.name if gpu else "",
             "vram_total_bytes": gpu.vram_total_bytes if gpu else None,
             "vram_free_bytes": gpu.vram_free_bytes if gpu else None,

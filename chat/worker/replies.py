@@ -96,7 +96,8 @@ class Reply:
             # Measured here, from handing the request to the worker to the first token arriving back.
             ttft_ms = round((self.first_token_at - self.started_at) * 1000, 2)
         return {
-            "tokens": tokens,
+            "tokens": tokens + int(self.meta.get("tokens_before") or 0),  # a continued reply counts all its tokens
+            "finish_reason": worker_stats.get("finish_reason", "stop"),
             "ttft_ms": ttft_ms if ttft_ms is not None else worker_stats.get("ttft_ms"),
             "tokens_per_s": worker_stats.get("tokens_per_s"),
             "prompt_tokens": worker_stats.get("prompt_tokens"),
@@ -112,10 +113,11 @@ class Reply:
         job.finished = True  # after the final write: a consumer that resumes now reads the database
         public = {k: stats[k] for k in ("tokens", "ttft_ms", "tokens_per_s")}
         await self.send({"type": "reply.done", "message": job.message_id, "status": status, "stats": public,
-                         "end": len(job.text)})
-        if stats["tokens"] and stats["ttft_ms"] is not None and self.loaded:
+                         "finish_reason": stats["finish_reason"], "end": len(job.text)})
+        measured = {**stats, "tokens": stats["tokens"] - int(self.meta.get("tokens_before") or 0)}  # this run's
+        if measured["tokens"] and stats["ttft_ms"] is not None and self.loaded:
             try:
-                await services.record_measurement(self.loaded, stats)
+                await services.record_measurement(self.loaded, measured)
             except Exception:
                 logger.exception("could not record the measurement of reply %s", job.message_id)
 

@@ -27,6 +27,11 @@
   const modelProgress = byId("model-progress");
   const systemPrompt = document.querySelector(".system-prompt-form textarea");
   const samplingInputs = Array.from(document.querySelectorAll("[data-option]"));
+  const attachInput = byId("attach-input");
+  const attachList = byId("attachments");
+  const attachError = byId("attach-error");
+  const presetSelect = byId("preset-select");
+  const CHARS_PER_TOKEN = 4; // a rough count for the check before sending; the worker counts exactly
 
   const format = (template, values) => template.replace(/%\((\w+)\)s/g, (_, key) => String(values[key] ?? ""));
 
@@ -36,6 +41,10 @@
     resumeId: null,       // the reply to ask for again after (re)connecting
     resetOnToken: false,  // after a resume, the first text we get replaces what the page has
     connected: false,
+    sendWhenUp: false,    // Enter was pressed before the socket was up: send once it is
+    nCtx: (config.model && config.model.n_ctx) || null,
+    attachments: [],      // {name, text, size} of the files attached to the next message
+    continuing: null,     // the reply a `continue` was sent for, until the server accepts or refuses it
   };
   const rawText = new WeakMap(); // <article> -> the message's text as written
 
@@ -124,24 +133,50 @@
     return article;
   }
 
+  // The buttons under a message: versions (‹ 1/2 ›) when its turn has several, copy, edit or regenerate, and
+  // Continue for a reply that stopped at the length limit. Drawn again whenever the message changes.
   function addActions(article) {
     const foot = article.querySelector(".msg-foot");
+    foot.querySelector(".msg-actions")?.remove();
+    foot.querySelector(".msg-versions")?.remove();
     const actions = el("span", "msg-actions");
-    const button = (className, label) => {
+    const button = (className, label, parent = actions) => {
       const node = el("button", className, label);
       node.type = "button";
-      actions.appendChild(node);
+      parent.appendChild(node);
+      return node;
     };
+    const version = Number(article.dataset.version || 1);
+    const versions = Number(article.dataset.versions || 1);
+    if (versions > 1) {
+      const nav = el("span", "msg-versions");
+      nav.setAttribute("role", "group");
+      nav.setAttribute("aria-label", format(t.versionOf, { version, versions }));
+      const previous = button("version-prev", "‹", nav);
+      previous.setAttribute("aria-label", t.previousVersion);
+      previous.disabled = version <= 1;
+      nav.appendChild(el("span", "version-label", `${version}/${versions}`));
+      const next = button("version-next", "›", nav);
+      next.setAttribute("aria-label", t.nextVersion);
+      next.disabled = version >= versions;
+      foot.appendChild(nav);
+    }
     button("copy-message", t.copy);
     if (article.dataset.role === "user") button("edit-message", t.edit);
-    if (article.dataset.role === "assistant") button("regenerate-message", t.regenerate);
+    if (article.dataset.role === "assistant") {
+      if (article.dataset.finishReason === "length") button("continue-message", t.continue);
+      button("regenerate-message", t.regenerate);
+    }
     foot.appendChild(actions);
   }
 
-  function setStats(article, status, stats) {
+  function setStats(article, status, stats, finishReason) {
     article.dataset.status = status;
     article.classList.remove("pending");
+    if (finishReason === "length" && status === "complete") article.dataset.finishReason = "length";
+    else delete article.dataset.finishReason;
     const parts = [];
+    if (article.dataset.finishReason === "length") parts.push(t.lengthLimit);
     if (status === "stopped") parts.push(t.stopped);
     if (status === "error") parts.push(t.error);
     if (stats && stats.tokens_per_s != null) {
@@ -179,8 +214,14 @@
     for (const article of all) {
       const regenerate = article.querySelector(".regenerate-message");
       if (regenerate) regenerate.hidden = busy || article !== lastAssistant;
+      const more = article.querySelector(".continue-message");
+      if (more) more.hidden = busy || article !== lastAssistant;
       const edit = article.querySelector(".edit-message");
       if (edit) edit.hidden = busy || !article.dataset.id;
+      for (const step of article.querySelectorAll(".msg-versions button")) {
+        step.disabled = busy || (step.classList.contains("version-prev")
+          ? Number(article.dataset.version) <= 1 : Number(article.dataset.version) >= Number(article.dataset.versions));
+      }
     }
   }
 
@@ -219,14 +260,146 @@
   }
 
   function sendMessage() {
-    const content = input.value.trim();
+    const content = withAttachments(input.value.trim());
     if (!content || state.reply) return;
+    if (content.length > config.maxMessageChars) {
+      showAttachError(format(t.messageTooLong, { max: config.maxMessageChars }));
+      return;
+    }
+    if (!state.connected) {
+      state.sendWhenUp = true; // typed before the socket was up: kept, and sent as soon as it is
+      connectionState.textContent = t.connecting;
+      return;
+    }
     if (!sendFrame({ type: "send", conversation: state.conversation, content, options: currentOptions() })) return;
+    state.sendWhenUp = false;
     input.value = "";
     autosize();
+    clearAttachments();
     const userArticle = appendMessage("user", content);
     userArticle.classList.add("pending");
     startReply();
+  }
+
+  // --- Attached text files ---------------------------------------------------------------------------------
+  // Read in the browser and sent as part of the message (text, never HTML), each under its name in a fence
+  // longer than any run of backticks inside it.
+  function withAttachments(text) {
+    const parts = text ? [text] : [];
+    for (const file of state.attachments) {
+      const longest = Math.max(2, ...Array.from(file.text.matchAll(/`+/g), (m) => m[0].length));
+      const fence = "`".repeat(longest + 1);
+      const language = (file.name.match(/\.([A-Za-z0-9]+)$/) || ["", ""])[1].toLowerCase();
+      parts.push(`**${file.name}**\n\n${fence}${language}\n${file.text.replace(/\n$/, "")}\n${fence}`);
+    }
+    return parts.join("\n\n");
+  }
+
+  function showAttachError(text) {
+    attachError.textContent = text;
+    attachError.hidden = !text;
+  }
+
+  function drawAttachments() {
+    attachList.replaceChildren();
+    state.attachments.forEach((file, index) => {
+      const item = el("li", "attachment");
+      item.append(el("span", "attachment-name", file.name),
+        el("span", "attachment-size muted", sizeLabel(file.size)));
+      const remove = el("button", "attachment-remove secondary button-small", "×");
+      remove.type = "button";
+      remove.dataset.index = String(index);
+      remove.setAttribute("aria-label", format(t.removeFile, { name: file.name }));
+      item.appendChild(remove);
+      attachList.appendChild(item);
+    });
+    attachList.hidden = state.attachments.length === 0;
+  }
+
+  function sizeLabel(bytes) {
+    return bytes < 1024 ? `${bytes} B` : `${Math.round(bytes / 1024).toLocaleString()} KB`;
+  }
+
+  function clearAttachments() {
+    state.attachments = [];
+    drawAttachments();
+    showAttachError("");
+  }
+
+  async function readTextFile(file) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    let text;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    } catch (error) {
+      return null;
+    }
+    return text.includes("\u0000") ? null : text.replace(/^\uFEFF/, "");
+  }
+
+  async function attachFiles(files) {
+    const refused = [];
+    for (const file of files) {
+      const text = await readTextFile(file);
+      if (text === null) {
+        refused.push(format(t.fileNotText, { name: file.name }));
+        continue;
+      }
+      const tokens = Math.round((withAttachments(input.value.trim()).length + text.length) / CHARS_PER_TOKEN);
+      if (state.nCtx && tokens >= state.nCtx) {
+        refused.push(format(t.fileTooLong, { name: file.name, tokens: tokens.toLocaleString(), n_ctx: state.nCtx.toLocaleString() }));
+        continue;
+      }
+      state.attachments.push({ name: file.name, text, size: file.size });
+    }
+    drawAttachments();
+    showAttachError(refused.join(" "));
+    input.focus();
+  }
+
+  function continueReply(article) {
+    if (state.reply || !article.dataset.id) return;
+    const frame = { type: "continue", message: Number(article.dataset.id), options: currentOptions() };
+    if (!sendFrame(frame)) return;
+    state.continuing = { article, stats: article.querySelector(".msg-stats").textContent };
+    delete article.dataset.finishReason;
+    article.dataset.status = "streaming";
+    article.querySelector(".msg-stats").textContent = "";
+    addActions(article);
+    state.reply = article;
+    state.resumeId = null;
+    queueState.textContent = "";
+    updateControls();
+  }
+
+  function showVersion(article, step) {
+    if (state.reply || !article.dataset.id) return;
+    const version = Number(article.dataset.version || 1) + step;
+    if (version < 1 || version > Number(article.dataset.versions || 1)) return;
+    sendFrame({ type: "version", message: Number(article.dataset.id), version });
+  }
+
+  // The conversation as the server shows it after another version was picked: every message drawn again.
+  function onPath(frame) {
+    if (frame.conversation !== state.conversation) return;
+    log.replaceChildren();
+    for (const message of frame.messages) {
+      const article = messageArticle(message.role, message.id);
+      article.dataset.version = String(message.version);
+      article.dataset.versions = String(message.versions);
+      log.appendChild(article);
+      rawText.set(article, message.content);
+      renderBody(article);
+      if (message.role === "assistant") setStats(article, message.status, message.stats, message.finish_reason);
+      if (message.error) showError(article, message.error);
+      addActions(article);
+      if (message.status === "streaming" && message.role === "assistant") {
+        state.reply = article;
+        state.resetOnToken = true;
+        sendFrame({ type: "resume", message: message.id });
+      }
+    }
+    updateControls();
   }
 
   function regenerate(article) {
@@ -280,6 +453,7 @@
         next = following;
       }
       setText(article, content);
+      article.classList.add("pending"); // a new version of the question: its id comes with `accepted`
       startReply();
     });
   }
@@ -298,9 +472,10 @@
       state.conversation = frame.conversation;
       const url = config.conversationUrl.replace(/\/0\/$/, `/${frame.conversation}/`);
       history.replaceState(null, "", url);
-      addToSidebar(frame.conversation, url);
+      addToSidebar(frame.conversation, url, frame.title);
       linkConversation(frame.conversation);
     }
+    state.continuing = null;
     const reply = state.reply;
     if (!reply) return;
     if (frame.message != null) setId(reply, frame.message);
@@ -309,22 +484,42 @@
       pendingUser.classList.remove("pending");
       if (frame.user_message != null) setId(pendingUser, frame.user_message);
     }
+    // A regenerate or an edit added a version: to the reply, or to the question before it.
+    const versioned = frame.user_message != null ? pendingUser : reply;
+    if (versioned && frame.versions != null) {
+      versioned.dataset.version = String(frame.version);
+      versioned.dataset.versions = String(frame.versions);
+      addActions(versioned);
+    }
+    if (pendingUser && frame.versions == null) addActions(pendingUser);
     updateControls();
   }
 
-  function addToSidebar(id, url) {
+  // The new conversation's sidebar entry, with its ⋯ menu (rename, delete), from the page's <template>.
+  function addToSidebar(id, url, serverTitle) {
     const list = byId("conversation-list");
-    if (!list || list.querySelector(`[data-id="${id}"]`)) return;
+    const template = byId("conversation-item-template");
+    if (!list || !template || list.querySelector(`[data-id="${id}"]`)) return;
     list.querySelector(".conversation-none")?.remove();
-    for (const item of list.querySelectorAll(".current")) item.classList.remove("current");
-    const firstUser = log.querySelector("article.msg-user");
-    const title = ((firstUser && rawText.get(firstUser)) || t.newConversation).replace(/\s+/g, " ").slice(0, 60);
-    const item = el("li", "conversation-item current");
+    for (const item of list.querySelectorAll(".current")) {
+      item.classList.remove("current");
+      item.querySelector("[aria-current]")?.removeAttribute("aria-current");
+    }
+    const title = serverTitle || t.newConversation;
+    const item = template.content.firstElementChild.cloneNode(true);
+    item.classList.add("current");
     item.dataset.id = String(id);
-    const anchor = el("a", "conversation-link", title);
+    const anchor = item.querySelector(".conversation-link");
+    anchor.textContent = title;
     anchor.href = url;
     anchor.setAttribute("aria-current", "page");
-    item.appendChild(anchor);
+    for (const form of item.querySelectorAll("form")) form.action = form.getAttribute("action").replace("/0/", `/${id}/`);
+    const field = item.querySelector("input[name=title]");
+    field.id = `rename-${id}`;
+    field.value = title;
+    item.querySelector(`label[for="rename-0"]`)?.setAttribute("for", field.id);
+    item.querySelector(".conversation-menu summary .visually-hidden").textContent = format(t.renameOrDelete, { title });
+    item.querySelector(".delete-form").dataset.confirm = format(t.deleteQuestion, { title });
     list.prepend(item);
     const heading = byId("chat-title");
     if (heading) heading.textContent = title;
@@ -376,7 +571,8 @@
     const article = replyFor(frame) || findArticle(frame.message);
     if (!article) return;
     if (typeof frame.content === "string") setText(article, frame.content);
-    setStats(article, frame.status || "complete", frame.stats);
+    setStats(article, frame.status || "complete", frame.stats, frame.finish_reason);
+    addActions(article);
     if (article === state.reply) finishReply();
   }
 
@@ -393,6 +589,19 @@
   // with nothing to stop), and fails the reply only if the server never accepted it.
   function onError(frame) {
     const text = frame.message || frame.code || t.error;
+    const continuing = state.continuing;
+    if (frame.reply == null && continuing) {
+      // The server refused to continue (a limit, or the reply changed): it is as it was, and the page says why.
+      state.continuing = null;
+      const { article: cut, stats } = continuing;
+      cut.dataset.status = "complete";
+      cut.dataset.finishReason = "length";
+      cut.querySelector(".msg-stats").textContent = stats;
+      addActions(cut);
+      finishReply();
+      queueState.textContent = text;
+      return;
+    }
     const article = frame.reply != null ? findArticle(frame.reply) : state.reply && !state.reply.dataset.id ? state.reply : null;
     if (article) {
       showError(article, text);
@@ -404,7 +613,10 @@
   }
 
   function onModel(frame) {
-    const model = frame.model_file || frame.model || "";
+    // The catalog's name the page was given for this file, else the GGUF's general.name, never a bare file name
+    // when either is known.
+    const model = (config.modelNames || {})[frame.model_file] || frame.model_name || frame.model_file || frame.model || "";
+    if (frame.n_ctx) state.nCtx = frame.n_ctx;
     const stateName = frame.state || "";
     modelState.dataset.state = stateName;
     if (stateName === "loading") {
@@ -431,6 +643,7 @@
     done: onDone,
     error: onError,
     model: onModel,
+    path: onPath,
   };
 
   // --- The connection: reconnects with exponential back-off, resumes a reply that was streaming ------------------
@@ -461,6 +674,8 @@
         if (resume) {
           state.resetOnToken = true;
           socket.send(JSON.stringify({ type: "resume", message: Number(resume) }));
+        } else if (state.sendWhenUp) {
+          sendMessage();
         }
       });
       socket.addEventListener("message", (event) => {
@@ -582,6 +797,19 @@
     }
   }
 
+  // --- Presets: a system prompt and sampling settings, picked in the settings panel ----------------------------------
+  function applyPreset(preset, announce = true) {
+    if (!preset) return;
+    if (systemPrompt && announce) systemPrompt.value = preset.system_prompt;
+    for (const field of samplingInputs) {
+      const value = preset.options[field.dataset.option];
+      field.value = value === undefined || value === null ? "" : String(value);
+    }
+    saveSampling();
+    if (presetSelect) presetSelect.value = String(preset.id);
+    if (announce) byId("preset-state").textContent = format(t.presetApplied, { name: preset.name });
+  }
+
   function autosize() {
     input.style.height = "auto";
     input.style.height = `${input.scrollHeight + 2}px`;
@@ -595,6 +823,7 @@
       if (article.dataset.role === "assistant") renderBody(article);
       addActions(article);
     }
+    if (input.value) autosize(); // typed before this script ran: kept
     for (const id of config.streaming || []) {
       const article = findArticle(id);
       if (article) {
@@ -630,11 +859,36 @@
         editMessage(article);
       } else if (button.classList.contains("regenerate-message")) {
         regenerate(article);
+      } else if (button.classList.contains("continue-message")) {
+        continueReply(article);
+      } else if (button.classList.contains("version-prev")) {
+        showVersion(article, -1);
+      } else if (button.classList.contains("version-next")) {
+        showVersion(article, 1);
       }
+    });
+
+    attachInput?.addEventListener("change", async () => {
+      await attachFiles(Array.from(attachInput.files || []));
+      attachInput.value = ""; // the same file can be attached again
+    });
+    attachList?.addEventListener("click", (event) => {
+      const remove = event.target.closest(".attachment-remove");
+      if (!remove) return;
+      state.attachments.splice(Number(remove.dataset.index), 1);
+      drawAttachments();
+      showAttachError("");
     });
 
     restoreSampling();
     for (const field of samplingInputs) field.addEventListener("change", saveSampling);
+    const presets = config.presets || [];
+    presetSelect?.addEventListener("change", () => {
+      applyPreset(presets.find((preset) => String(preset.id) === presetSelect.value));
+    });
+    // A conversation with nothing in it yet starts with the default preset's sampling (its prompt is on the page).
+    const fallback = presets.find((preset) => preset.is_default);
+    if (fallback && articles().length === 0) applyPreset(fallback, false);  // sampling only
     const reset = byId("sampling-reset");
     if (reset) {
       reset.hidden = false;
@@ -644,11 +898,11 @@
       });
     }
 
-    for (const form of document.querySelectorAll("form[data-confirm]")) {
-      form.addEventListener("submit", (event) => {
-        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
-      });
-    }
+    // Delegated: the sidebar entry of a conversation begun on this page asks too.
+    document.addEventListener("submit", (event) => {
+      const form = event.target.closest("form[data-confirm]");
+      if (form && !window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
 
     window.addEventListener("online", () => connection.now());
     document.addEventListener("visibilitychange", () => {
@@ -658,7 +912,7 @@
     updateControls();
     scrollToBottom();
     connection.open();
-    if (!state.conversation) input.focus();
+    input.focus();
   }
 
   init();

@@ -107,7 +107,8 @@ def main() -> None:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
         page.set_content("<!doctype html><html><body></body></html>")
-        page.add_script_tag(content=old + "\nwindow.OldMarkdown = window.LLMSiteMarkdown; delete window.LLMSiteMarkdown;")
+        page.add_script_tag(
+            content=old + "\nwindow.OldMarkdown = window.LLMSiteMarkdown; delete window.LLMSiteMarkdown;")
         for script in SCRIPTS:
             page.add_script_tag(path=str(script))
         results = {}

@@ -47,7 +47,8 @@ $$\int_0^1 x^2\,dx = \frac{1}{3}$$
 """
 
 THINKING = "The user wants a haiku about rain.\nCount syllables: five, seven, five."
-THINK_REPLY = f"<think>\n{THINKING}\n</think>\n\nSoft rain on the roof,\n*seven* syllables follow,\nthen five more to end."
+THINK_REPLY = (f"<think>\n{THINKING}\n</think>\n\n"
+               "Soft rain on the roof,\n*seven* syllables follow,\nthen five more to end.")
 HARMONY_REPLY = (
     "<|channel|>analysis<|message|>Simple arithmetic: 2 + 2 = 4.<|end|>"
     "<|start|>assistant<|channel|>final<|message|>The answer is **4**.<|return|>"
@@ -214,7 +215,8 @@ def test_reasoning_is_folded_with_its_length_and_duration(rendering_site, chromi
             expect(think.locator(".reasoning-body")).to_be_visible()
             assert think.locator(".reasoning-body").inner_text().startswith("The user wants a haiku about rain.")
             # gpt-oss's analysis channel: folded the same way, the final channel is the answer.
-            assert harmony.locator("summary").inner_text().startswith(f"Reasoning · {len('Simple arithmetic: 2 + 2 = 4.')} characters · about ")
+            chars = len("Simple arithmetic: 2 + 2 = 4.")
+            assert harmony.locator("summary").inner_text().startswith(f"Reasoning · {chars} characters · about ")
             assert replies.nth(1).locator(".msg-body > p strong").inner_text() == "4"
             assert "<|" not in replies.nth(1).locator(".msg-body").inner_text()
             # A reply that ended while thinking is not "Thinking…" any more, and has no answer.
@@ -268,7 +270,8 @@ def test_the_renderer_api_refuses_every_hostile_case_and_unsafe_link(rendering_s
             const box = document.createElement("div");
             box.appendChild(window.LLMSiteMarkdown.render(source, {}));
             document.body.appendChild(box);
-            const bad = box.querySelectorAll("img, script, iframe, style, svg:not(.katex svg), object, [onerror], [onload]");
+            const bad = box.querySelectorAll(
+              "img, script, iframe, style, svg:not(.katex svg), object, [onerror], [onload]");
             const links = Array.from(box.querySelectorAll("[href]"), (a) => a.getAttribute("href"));
             box.remove();
             return {source, bad: bad.length, links};

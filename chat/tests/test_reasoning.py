@@ -21,7 +21,8 @@ def test_a_think_block_still_being_written_has_no_answer_yet():
 
 
 def test_a_template_that_opened_think_in_the_prompt_leaves_only_the_close():
-    assert split_reasoning("Hmm, carry the one.</think>The sum is 12.") == ("Hmm, carry the one.", True, "The sum is 12.")
+    assert split_reasoning("Hmm, carry the one.</think>The sum is 12.") == (
+        "Hmm, carry the one.", True, "The sum is 12.")
 
 
 def test_text_that_merely_mentions_the_tags_is_all_answer():

@@ -26,13 +26,18 @@ class ModelConfig(models.Model):
     n_ctx = models.PositiveIntegerField(default=4096, validators=[MinValueValidator(256), MaxValueValidator(1_048_576)])
     flash_attn = models.BooleanField(default=False)
     kv_type = models.CharField(max_length=5, choices=KVType.choices, default=KVType.F16)
+    # Replies written at once (slots of n_ctx tokens each); None: LLMSITE_PARALLEL.
+    parallel = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(64)])
     is_active = models.BooleanField(default=False)
+    # Staff pinned this model: the site's worker keeps it loaded and never swaps it for another.
+    pinned = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["file_name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model")
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"),
+            models.UniqueConstraint(fields=["pinned"], condition=models.Q(pinned=True), name="one_pinned_model"),
         ]
 
     def __str__(self):
@@ -99,6 +104,7 @@ class Message(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True)
     options = models.JSONField(default=dict, blank=True)
+    model_file = models.CharField(max_length=255, blank=True)  # the model that wrote this reply
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)

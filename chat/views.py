@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from chat import services
 from chat.forms import RenameForm, SamplingForm, SearchForm, SystemPromptForm
 from chat.models import Conversation, Role, Status
 from chat.worker import worker_status
@@ -49,11 +50,20 @@ def owned_conversation(request, pk: int) -> Conversation:
     return get_object_or_404(Conversation.objects.owned_by(request.user), pk=pk)
 
 
-def sidebar_context(request, current: Conversation | None) -> dict:
+def sidebar_context(request, current: Conversation | None, worker: dict | None = None) -> dict:
     search = SearchForm(request.GET or None)
     query = search.cleaned_data["q"] if search.is_valid() else ""
     conversations = Conversation.objects.owned_by(request.user).matching(query)[:SIDEBAR_LIMIT]
-    return {"search_form": search, "query": query, "conversations": conversations, "current": current}
+    return {"search_form": search, "query": query, "conversations": conversations, "current": current,
+            **model_choice_context(worker)}
+
+
+def model_choice_context(worker: dict | None) -> dict:
+    """The models a new conversation may be written by; a choice is offered only when there are two or more."""
+    choices = services.available_models()
+    loaded = (worker or {}).get("model_file")
+    return {"model_choices": choices if len(choices) > 1 else [],
+            "model_default": loaded if loaded in choices else (choices[0] if choices else "")}
 
 
 def chat_config(request, conversation: Conversation | None, chat_messages, status: dict) -> dict:
@@ -86,6 +96,7 @@ def chat_config(request, conversation: Conversation | None, chat_messages, statu
             "reconnecting": _("Connection lost. Reconnecting in %(seconds)s s…"),
             "connectionLost": _("The connection was lost before the reply started. Please send it again."),
             "queued": _("Waiting in line: position %(position)s"),
+            "waitingForModel": _("Loading %(model)s for this reply: %(percent)s%%"),
             "thinking": _("Writing…"),
             "stopped": _("Stopped"),
             "error": _("Error"),
@@ -104,7 +115,7 @@ def render_chat(request, conversation: Conversation | None, *, system_form=None,
     chat_messages = list(conversation.messages.exclude(role=Role.SYSTEM)) if conversation else []
     worker = worker_status()
     context = {
-        **sidebar_context(request, conversation),
+        **sidebar_context(request, conversation, worker),
         "conversation": conversation,
         "chat_messages": chat_messages,
         "system_form": system_form or SystemPromptForm(instance=conversation),
@@ -137,6 +148,11 @@ def conversation(request, pk):
 def new(request):
     """A new conversation, optionally with a system prompt. An untouched empty one is reused."""
     form = SystemPromptForm(request.POST)
+    model = request.POST.get("model") or ""
+    if model and model not in services.available_models():
+        messages.error(request, _("%(model)s is not a model this site can use now: choose one of the list.")
+                       % {"model": model[:255]})
+        return redirect("chat:index")
     if not form.is_valid():
         return render_chat(request, None, system_form=form)
     empty = (
@@ -148,6 +164,8 @@ def new(request):
     if empty is None:
         empty = Conversation(owner=request.user)
     empty.system_prompt = form.cleaned_data["system_prompt"]
+    if model:
+        empty.model_file = model
     empty.save()
     return redirect("chat:conversation", pk=empty.pk)
 

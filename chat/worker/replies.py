@@ -2,7 +2,7 @@
 
 The task runs whether or not a browser is connected: closing the tab does not stop a reply (Stop does).
 Group messages on `reply-<id>` (consumers turn them into protocol frames):
-    reply.queued {message, position}   reply.token {message, text, end}
+    reply.queued {message, position, model, progress}   reply.token {message, text, end}
     reply.done {message, status, stats, end}   reply.error {message, code, text}
 `end` is the length of the reply's text after this event, so a consumer that resumes from a snapshot drops
 what it already sent, and one that missed a broadcast (a full channel) notices the gap and fills it.
@@ -68,7 +68,8 @@ class Reply:
                         last_flush = time.monotonic()
                 elif kind == "queued":
                     await self.send({"type": "reply.queued", "message": job.message_id,
-                                     "position": event["position"]})
+                                     "position": event["position"], "model": event.get("model"),
+                                     "progress": event.get("progress")})
                 elif kind == "started":
                     self.started_at = event["at"]
                     # A remote worker says what it has loaded; the built-in one is asked.
@@ -108,7 +109,7 @@ class Reply:
         stats = self.stats(event.get("stats") or {})
         status = event.get("status", "complete")
         await self.wait_flushed()
-        await services.finish_reply(job.message_id, job.text, status, stats)
+        await services.finish_reply(job.message_id, job.text, status, stats, model_file=self.loaded.get("file_name", ""))
         job.finished = True  # after the final write: a consumer that resumes now reads the database
         public = {k: stats[k] for k in ("tokens", "ttft_ms", "tokens_per_s")}
         await self.send({"type": "reply.done", "message": job.message_id, "status": status, "stats": public,
@@ -123,7 +124,8 @@ class Reply:
         job = self.job
         stats = self.stats({"tokens": job.tokens})
         await self.wait_flushed()
-        await services.finish_reply(job.message_id, job.text, "error", stats, error=event.get("message", ""))
+        await services.finish_reply(job.message_id, job.text, "error", stats, error=event.get("message", ""),
+                                    model_file=self.loaded.get("file_name", ""))
         job.finished = True
         await self.send({"type": "reply.error", "message": job.message_id, "code": event.get("code", "error"),
                          "text": event.get("message", ""), "end": len(job.text)})

@@ -102,6 +102,7 @@
     if (id) setId(article, id);
     const head = el("header", "msg-head");
     head.appendChild(el("span", "msg-role", role === "user" ? t.user : t.assistant));
+    if (role === "assistant") head.append(" ", el("span", "msg-model muted"));
     const foot = el("footer", "msg-foot");
     foot.appendChild(el("span", "msg-stats muted"));
     article.append(head, el("div", "msg-body"), foot);
@@ -219,7 +220,11 @@
   function sendMessage() {
     const content = input.value.trim();
     if (!content || state.reply) return;
-    if (!sendFrame({ type: "send", conversation: state.conversation, content, options: currentOptions() })) return;
+    const frame = { type: "send", conversation: state.conversation, content, options: currentOptions() };
+    // A conversation begun on this page is written by the model chosen beside "New conversation".
+    const modelSelect = byId("new-chat-model");
+    if (!state.conversation && modelSelect) frame.model = modelSelect.value;
+    if (!sendFrame(frame)) return;
     input.value = "";
     autosize();
     const userArticle = appendMessage("user", content);
@@ -299,8 +304,11 @@
       addToSidebar(frame.conversation, url);
       linkConversation(frame.conversation);
     }
-    const reply = state.reply;
+    const reply = state.reply || findArticle(frame.message);
     if (!reply) return;
+    const modelLabel = reply.querySelector(".msg-model");
+    if (modelLabel && frame.model) modelLabel.textContent = frame.model;
+    if (reply !== state.reply) return;
     if (frame.message != null) setId(reply, frame.message);
     const pendingUser = log.querySelector("article.msg-user.pending");
     if (pendingUser) {
@@ -421,7 +429,11 @@
   const HANDLERS = {
     accepted: onAccepted,
     queued: (frame) => {
-      queueState.textContent = format(t.queued, { position: frame.position });
+      if (frame.model && typeof frame.progress === "number") {
+        queueState.textContent = format(t.waitingForModel, { model: frame.model, percent: Math.round(frame.progress * 100) });
+      } else {
+        queueState.textContent = format(t.queued, { position: frame.position });
+      }
     },
     token: onToken,
     done: onDone,

@@ -47,11 +47,18 @@ def _describe_file(path, config, gpus):
         # The same estimate that n_gpu_layers "auto" loads with (chat.worker.offload).
         result = estimate_offload(info.architecture, n_ctx=config.n_ctx if config else 4096,
                                   flash_attn=bool(config and config.flash_attn),
-                                  kv_type=config.kv_type if config else "f16", gpus=gpus)
+                                  kv_type=config.kv_type if config else "f16", gpus=gpus,
+                                  parallel=_parallel(config))
         row.update(suggested=result.n_gpu_layers, n_layers=result.n_layers, fits=result.fits)
     except Exception:  # the estimate is advice; without it the file can still be loaded
         logger.exception("Estimating %s failed", path)
     return row
+
+
+def _parallel(config) -> int:
+    """The slots a file is loaded with: its own setting, else LLMSITE_PARALLEL (0, no engine, is one cache)."""
+    parallel = config.parallel if config is not None and config.parallel is not None else settings.LLMSITE_PARALLEL
+    return max(1, parallel)
 
 
 def models_context(request, bound_form: ModelLoadForm | None = None) -> dict:

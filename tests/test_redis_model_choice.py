@@ -10,8 +10,15 @@ for a SmolLM2 conversation instead of refusing it.
 import pytest
 
 from tests.model_files import two_models
-from tests.test_redis_workers import (WorkerProcess, eventually, finish, redis_site, run,  # noqa: F401 (fixture)
-                                      site_workers, wait_for_workers)
+from tests.test_redis_workers import (
+    WorkerProcess,
+    eventually,
+    finish,
+    redis_site,  # noqa: F401 (the site served with REDIS_URL, a fixture)
+    run,
+    site_workers,
+    wait_for_workers,
+)
 from tests.wsclient import Socket, session_cookies
 
 pytestmark = [pytest.mark.model]
@@ -48,7 +55,7 @@ async def ask(socket, content, conversation=None, model=None):
     return accepted, await finish(socket, accepted["message"])
 
 
-def test_people_choose_among_the_workers_models_and_follow_ups_go_to_the_cache(redis_site, model_workers):
+def test_people_choose_among_the_workers_models_and_follow_ups_go_to_the_cache(redis_site, model_workers):  # noqa: F811
     (workers, first, second) = model_workers
     cookies = session_cookies(redis_site, "rmc", 2)
     status = site_workers(redis_site)

@@ -144,7 +144,8 @@ class WorkerManager:
         if auto:
             from chat.worker.offload import auto_gpu_layers
 
-            n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type)
+            n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type,
+                                           parallel=parallel)
         spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads, parallel)
         with self._lock:
             self._unloaded = False

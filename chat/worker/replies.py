@@ -109,7 +109,8 @@ class Reply:
         stats = self.stats(event.get("stats") or {})
         status = event.get("status", "complete")
         await self.wait_flushed()
-        await services.finish_reply(job.message_id, job.text, status, stats, model_file=self.loaded.get("file_name", ""))
+        await services.finish_reply(job.message_id, job.text, status, stats,
+                                    model_file=self.loaded.get("file_name", ""))
         job.finished = True  # after the final write: a consumer that resumes now reads the database
         public = {k: stats[k] for k in ("tokens", "ttft_ms", "tokens_per_s")}
         await self.send({"type": "reply.done", "message": job.message_id, "status": status, "stats": public,

@@ -10,7 +10,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat import limits, protocol, services
+from chat import limits, protocol, replies, services
 from chat.protocol import ProtocolError
 from chat.signals import user_group
 from chat.worker import get_manager
@@ -94,7 +94,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.session_key = self.scope["session"].session_key
         self.budget = limits.FrameBudget(limits.frames_per_second(), limits.frame_burst())
-        # Replies this socket streams: message id -> characters of it sent so far (see chat/worker/replies.py).
+        # Replies this socket streams: message id -> characters of it sent so far (see chat/replies.py).
         self.following: dict[int, int] = {}
         self.latest: int | None = None
         manager = get_manager()
@@ -207,9 +207,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         model_file = started.get("model_file", "")
         await self.ensure_model(model_file=model_file)
         worker_options = {k: v for k, v in options.items() if k != "system"}
-        manager.submit(message_id, started["messages"], worker_options,
-                       {"conversation": started["conversation"], "model_file": model_file,
-                        "load": started.get("load")})
+        replies.start(manager, message_id, started["messages"], worker_options,
+                      {"conversation": started["conversation"], "model_file": model_file, "load": started.get("load")})
         ticket.bind(message_id)  # counted until the reply ends
         # Its events reach this consumer only after this handler returns: `accepted` still comes first.
         await self.send_json(protocol.accepted(started["conversation"], message_id, started.get("user_message"),

@@ -5,14 +5,14 @@ consumers call `submit` from the event loop. All shared state is behind one lock
 touches the channel layer or the database runs on the event loop (InMemoryChannelLayer is not
 thread-safe), through `loop.call_soon_threadsafe`.
 
-Each reply is a `Job`: its events go to an asyncio task (`Reply.run`) that writes the reply to the database
-in batches and broadcasts it on the channel-layer group `reply-<message id>`, whoever is listening.
+Each reply is a `Job`: its events go to an asyncio task (chat/replies.py, beside the consumer: this package
+never imports chat.services or chat.models) that writes the reply to the database in batches and broadcasts
+it on the channel-layer group `reply-<message id>`, whoever is listening.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import threading
 import time
@@ -92,7 +92,6 @@ class WorkerManager:
         self._queue: deque[Job] = deque()
         self._running: dict[int, Job] = {}  # message id -> job, at most the worker's parallel replies
         self._jobs: dict[int, Job] = {}
-        self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unloaded = False  # staff unloaded the model: opening the chat does not load it again
         self._pinned: str | None = None  # staff pinned this model: never swapped for another
@@ -229,13 +228,10 @@ class WorkerManager:
         """Remember the running event loop: status broadcasts go through it. Call from async code."""
         self._loop = asyncio.get_running_loop()
 
-    def submit(self, message_id: int, messages: list, options: dict, meta: dict) -> Job:
-        """Queue a reply (from the event loop). Its task writes and broadcasts it; the caller listens on
-        the group `reply_group(message_id)`, which it must join before calling this."""
+    def submit(self, job: Job) -> None:
+        """Queue a reply from the event loop (chat/replies.py makes the Job and the task that writes it)."""
         self._loop = asyncio.get_running_loop()
-        job = start_reply_task(self, message_id, messages, options, meta, self._tasks)
         self.enqueue(job)
-        return job
 
     def enqueue(self, job: Job) -> None:
         """Queue a job for this manager's worker; its events go to `job.deliver`. Any thread.
@@ -478,38 +474,3 @@ class WorkerManager:
             asyncio.run_coroutine_threadsafe(layer.group_send(STATUS_GROUP, message), loop)
         except RuntimeError:  # the loop closed between the check and the call
             pass
-
-
-def start_reply_task(manager, message_id: int, messages: list, options: dict, meta: dict, tasks: set) -> Job:
-    """A Job for one reply and the task that writes and broadcasts it (chat/worker/replies.py)."""
-    from chat.worker.replies import Reply
-
-    loop = asyncio.get_running_loop()
-    job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
-              conversation=meta.get("conversation"), model_file=meta.get("model_file") or "", load=meta.get("load"))
-    task = loop.create_task(Reply(manager, job, meta).run())
-    tasks.add(task)  # a reference, so the task is not garbage-collected while it runs
-    task.add_done_callback(tasks.discard)
-    return job
-
-
-_manager: WorkerManager | None = None
-_manager_lock = threading.Lock()
-
-
-def get_manager():
-    """This web process's manager: a WorkerManager with its own worker process, or, with REDIS_URL set,
-    a WorkerPool that sends replies to `manage.py llmworker` processes anywhere on the LAN."""
-    global _manager
-    with _manager_lock:
-        if _manager is None:
-            from django.conf import settings
-
-            if settings.REDIS_URL:
-                from chat.worker.pool import WorkerPool
-
-                _manager = WorkerPool()
-            else:
-                _manager = WorkerManager()
-            atexit.register(_manager.shutdown)
-        return _manager

@@ -3,7 +3,7 @@
 Workers announce themselves (chat/worker/remote.py has the messages). The pool keeps what they said and
 when; it sends each reply to the worker that chat/worker/selection.py chooses (a free slot for the
 conversation's model, the worker holding the conversation's KV cache first; else one that can load that
-model), and hands the worker's events to the reply's task (chat/worker/replies.py) exactly as the built-in
+model), and hands the worker's events to the reply's task (chat/replies.py) exactly as the built-in
 worker's manager does. The queue, and so the queue positions, live in the worker.
 
 A worker that is not heard from for LLMSITE_WORKER_TIMEOUT_MS, that leaves, that comes back as a new
@@ -24,7 +24,7 @@ import time
 
 from django.conf import settings
 
-from chat.worker.manager import STATUS_GROUP, Job, start_reply_task
+from chat.worker.manager import STATUS_GROUP, Job
 from chat.worker.remote import WEB_GROUP, WORKERS_GROUP, receive_forever
 from chat.worker.selection import WorkerChooser, WorkerView
 
@@ -41,7 +41,6 @@ class WorkerPool:
         self._workers: dict[str, dict] = {}  # name -> the worker's last announcement, plus "seen"
         self._jobs: dict[int, Job] = {}
         self._assigned: dict[int, tuple[str, str, float]] = {}  # job -> (worker, instance, when sent)
-        self._tasks: set[asyncio.Task] = set()
         self._web_loop: asyncio.AbstractEventLoop | None = None  # the web server's loop: status broadcasts
         self._loop: asyncio.AbstractEventLoop | None = None  # the pool's own loop, on its own thread
         self._outbox: asyncio.Queue | None = None
@@ -213,14 +212,15 @@ class WorkerPool:
         self._web_loop = asyncio.get_running_loop()
         self.start()
 
-    def submit(self, message_id: int, messages: list, options: dict, meta: dict) -> Job:
+    def submit(self, job: Job) -> None:
+        """Send a reply to the worker chat/worker/selection.py chooses (chat/replies.py makes the Job)."""
         self._web_loop = asyncio.get_running_loop()
         self.start()
-        job = start_reply_task(self, message_id, messages, options, meta, self._tasks)
-        model_file = meta.get("model_file") or self._default_model()
+        message_id = job.message_id
+        model_file = job.model_file or self._default_model()
         with self._lock:
             self._jobs[message_id] = job
-            worker = self._pick(model_file, meta.get("conversation"))
+            worker = self._pick(model_file, job.conversation)
             if worker is not None:
                 self._assigned[message_id] = (worker["name"], worker["instance"], time.monotonic())
         if worker is None:
@@ -230,11 +230,10 @@ class WorkerPool:
                 text = f"No worker serves or can load the model {model_file!r} that this conversation uses. " \
                        f"Start a new conversation, or start a worker with `manage.py llmworker --model {model_file}`."
             job.deliver({"ev": "failed", "job": message_id, "code": "no_worker", "message": text})
-            return job
-        self._post(worker["channel"], {"type": "llm.generate", "job": message_id, "messages": messages,
-                                       "options": options, "reply_to": self._channel, "model_file": model_file,
-                                       "conversation": meta.get("conversation")})
-        return job
+            return
+        self._post(worker["channel"], {"type": "llm.generate", "job": message_id, "messages": job.messages,
+                                       "options": job.options, "reply_to": self._channel, "model_file": model_file,
+                                       "conversation": job.conversation})
 
     def stop(self, message_id: int) -> bool:
         with self._lock:

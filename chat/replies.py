@@ -1,5 +1,8 @@
 """One reply's life on the web side: worker events in, database writes and channel-layer broadcasts out.
 
+It lives beside the consumer, not in chat/worker/: the worker package never imports chat.services or
+chat.models. `start()` makes the reply's Job and task and hands the Job to the manager.
+
 The task runs whether or not a browser is connected: closing the tab does not stop a reply (Stop does).
 Group messages on `reply-<id>` (consumers turn them into protocol frames):
     reply.queued {message, position, model, progress}   reply.token {message, text, end}
@@ -20,6 +23,23 @@ from chat import services
 from chat.worker.manager import FLUSH_INTERVAL_S, Job, reply_group
 
 logger = logging.getLogger(__name__)
+
+
+_tasks: set[asyncio.Task] = set()  # references, so running reply tasks are not garbage-collected
+
+
+def start(manager, message_id: int, messages: list, options: dict, meta: dict) -> Job:
+    """Start writing a reply: its Job goes to `manager` (the local WorkerManager or the Redis WorkerPool),
+    its events to a task that stores and broadcasts it. Call from the event loop; the caller listens on
+    the group `reply_group(message_id)`, which it must join first. meta: conversation, model_file, load."""
+    loop = asyncio.get_running_loop()
+    job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
+              conversation=meta.get("conversation"), model_file=meta.get("model_file") or "", load=meta.get("load"))
+    task = loop.create_task(Reply(manager, job, meta).run())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    manager.submit(job)
+    return job
 
 
 class Reply:

@@ -76,7 +76,8 @@ def _apply_system(conversation: Conversation, options: dict, model: str | None =
     started = conversation.pk is not None and conversation.messages.exists()
     if model and not started:
         conversation.model_file = checked_model(model)
-    conversation.model_file = get_manager().choose_model(conversation.model_file)
+    conversation.model_file = get_manager().choose_model(conversation.model_file) or \
+        default_load_settings()["file_name"]
     conversation.save()
 
 

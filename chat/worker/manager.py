@@ -276,9 +276,11 @@ class WorkerManager:
             return dict(self._loaded)
 
     def choose_model(self, current: str) -> str:
-        """The model file a conversation's next reply uses: its own; a conversation without one (begun before
-        models could be chosen) gets the model loaded now, and keeps it."""
-        return current or self.status().get("model_file") or ""
+        """The model file a conversation's next reply uses: its own; a new one, or one begun before models could
+        be chosen, gets the model loaded now (none if none is, or it failed: the caller picks the default)."""
+        status = self.status()
+        loaded = status.get("model_file") if status["state"] in ("starting", "loading", "ready") else ""
+        return current or loaded or ""
 
     def job_ids(self) -> list[int]:
         """Replies this manager holds (running or queued)."""

@@ -322,8 +322,8 @@ class WorkerPool:
     def unload(self) -> None:
         raise ValueError("With Redis, stop a worker on its own machine (Ctrl-C or its service manager).")
 
-    def ensure_started(self, *, after_unload: bool = True) -> None:
-        self.start()  # workers are started on their machines; the pool only has to listen
+    def ensure_started(self, *, after_unload: bool = True, load: dict | None = None) -> None:
+        self.start()  # workers are started (and load their models) on their machines; the pool only listens
 
     def shutdown(self) -> None:
         with self._lock:

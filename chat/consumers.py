@@ -128,8 +128,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return  # the usual case, without a trip to a database thread
 
         def start():
+            # A model staff pinned (kept in the database across restarts) is loaded whatever is asked.
+            default = services.default_load_settings()
             pinned = manager.status().get("pinned")
-            load = services.load_settings_for(pinned or model_file)
+            if default.get("pinned") or pinned or not model_file:
+                load = default if default.get("pinned") or not pinned else services.load_settings_for(pinned)
+            else:
+                load = services.load_settings_for(model_file)
             manager.ensure_started(after_unload=after_unload, load=load)
 
         await database_sync_to_async(start)()

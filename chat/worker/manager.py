@@ -242,7 +242,8 @@ class WorkerManager:
         with self._lock:
             self._jobs[message_id] = job
             current = self._spec.file_name if self._spec else ""
-            swap = bool(job.model_file) and job.model_file != current and job.load is not None
+            # A model of its own to load: with its settings, or (a Redis worker's job) this worker's settings.
+            swap = bool(job.model_file) and job.model_file != current and (job.load is not None or bool(self._spec))
             if self._state not in ("starting", "loading", "ready") and not swap:
                 # No model and none coming (call ensure_started first): answer now instead of waiting forever.
                 job.deliver({"ev": "failed", "code": self._error_code or "model_not_loaded",

@@ -10,7 +10,7 @@ import logging
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from chat import limits, protocol, services
+from chat import limits, protocol, replies, services
 from chat.protocol import ProtocolError
 from chat.signals import user_group
 from chat.worker import get_manager
@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401  # refused before accept(): the browser sees the handshake fail (HTTP 403)
 CLOSE_SIGNED_OUT = 4401  # after an `error` frame: the session or the account this socket was opened with ended
 NOT_FOUND = "No such conversation or message."
+UNKNOWN_MODEL = "{model} is not a model this site can use now: choose one of the list."
 SIGNED_OUT = {
     "signed_out": "You are signed out: sign in again to go on chatting.",
     "account_inactive": "This account is no longer active.",
@@ -93,7 +94,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.user = user
         self.session_key = self.scope["session"].session_key
         self.budget = limits.FrameBudget(limits.frames_per_second(), limits.frame_burst())
-        # Replies this socket streams: message id -> characters of it sent so far (see chat/worker/replies.py).
+        # Replies this socket streams: message id -> characters of it sent so far (see chat/replies.py).
         self.following: dict[int, int] = {}
         self.latest: int | None = None
         manager = get_manager()
@@ -121,11 +122,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_json(self, frame: dict) -> None:
         await self.send(text_data=json.dumps(frame, ensure_ascii=False))
 
-    async def ensure_model(self, after_unload: bool = True) -> None:
+    async def ensure_model(self, after_unload: bool = True, model_file: str = "") -> None:
         manager = get_manager()
         if manager.status()["state"] in ("starting", "loading", "ready"):
             return  # the usual case, without a trip to a database thread
-        await database_sync_to_async(manager.ensure_started)(after_unload=after_unload)
+
+        def start():
+            # A model staff pinned (kept in the database across restarts) is loaded whatever is asked.
+            default = services.default_load_settings()
+            pinned = manager.status().get("pinned")
+            if default.get("pinned") or pinned or not model_file:
+                load = default if default.get("pinned") or not pinned else services.load_settings_for(pinned)
+            else:
+                load = services.load_settings_for(model_file)
+            manager.ensure_started(after_unload=after_unload, load=load)
+
+        await database_sync_to_async(start)()
 
     # --- client frames -----------------------------------------------------------------------------------
     async def chat_over_budget(self, _event):
@@ -179,7 +191,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 ticket.cancel()  # no reply was started: the slot is free again
 
     async def on_send(self, command: protocol.Send, ticket: limits.Ticket) -> None:
-        started = await services.start_reply(self.user, command.conversation, command.content, command.options)
+        try:
+            started = await services.start_reply(self.user, command.conversation, command.content, command.options,
+                                                 command.model)
+        except services.UnknownModel:
+            await self.send_json(protocol.error_frame("unknown_model", UNKNOWN_MODEL.format(model=command.model)))
+            return
         await self.start(started, command.options, ticket)
 
     async def on_regenerate(self, command: protocol.Regenerate, ticket: limits.Ticket) -> None:
@@ -205,18 +222,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         message_id = started["message"]
         prefix = started.get("prefix", "")  # a continued reply: the page has this text already
         await self.follow(message_id, len(prefix))
-        await self.ensure_model()
+        model_file = started.get("model_file", "")
+        await self.ensure_model(model_file=model_file)
         worker_options = {k: v for k, v in options.items() if k != "system"}
-        manager.submit(message_id, started["messages"], worker_options,
-                       {"conversation": started["conversation"], "model_file": started.get("model_file", ""),
-                        "prefix": prefix, "tokens_before": started.get("tokens_before", 0)})
+        replies.start(manager, message_id, started["messages"], worker_options,
+                      {"conversation": started["conversation"], "model_file": model_file, "load": started.get("load"),
+                       "prefix": prefix, "tokens_before": started.get("tokens_before", 0)})
         ticket.bind(message_id)  # counted until the reply ends
         # Its events reach this consumer only after this handler returns: `accepted` still comes first.
         versions = started.get("versions") or {}
         await self.send_json(protocol.accepted(
             started["conversation"], message_id, started.get("user_message"), title=started.get("title"),
             version=versions.get("version"), versions=versions.get("versions"),
-            continued=len(prefix) if "prefix" in started else None))
+            continued=len(prefix) if "prefix" in started else None, model=model_file or None))
 
     async def on_stop(self, command: protocol.Stop) -> None:
         message_id = command.message or self.latest
@@ -240,7 +258,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             text = job.text  # the snapshot: later tokens come through the group, after it
             self.following[message_id] = len(text)
             reply = await services.get_reply(self.user, message_id)
-            await self.send_json(protocol.accepted(reply["conversation"], message_id))
+            await self.send_json(protocol.accepted(reply["conversation"], message_id, model=reply["model_file"]))
             if text:
                 await self.send_json(protocol.token(message_id, text))
             if job.position and not job.tokens:
@@ -250,7 +268,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         reply = await services.get_reply(self.user, message_id)
         if reply["status"] == "streaming":  # no job behind it any more: the server restarted mid-reply
             reply = await services.mark_interrupted(message_id)
-        await self.send_json(protocol.accepted(reply["conversation"], message_id))
+        await self.send_json(protocol.accepted(reply["conversation"], message_id, model=reply["model_file"]))
         if reply["content"]:
             await self.send_json(protocol.token(message_id, reply["content"]))
         if reply["status"] == "error":
@@ -315,7 +333,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def reply_queued(self, event):
         if event["message"] in self.following:
-            await self.send_json(protocol.queued(event["message"], event["position"]))
+            await self.send_json(protocol.queued(event["message"], event["position"], event.get("model"),
+                                                 event.get("progress")))
 
     async def reply_done(self, event):
         message_id = event["message"]

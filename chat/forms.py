@@ -6,7 +6,7 @@ from django.utils.translation import gettext_lazy as _
 
 from chat.models import Conversation, KVType, ModelConfig, Preset
 from chat.protocol import MAX_SYSTEM_CHARS, NUMBER_OPTIONS, max_tokens_cap
-from chat.worker.types import N_CTX_MAX, N_CTX_MIN, LoadSettings, LoadSettingsError
+from chat.worker.types import N_CTX_MAX, N_CTX_MIN, PARALLEL_MAX, LoadSettings, LoadSettingsError
 
 N_GPU_LAYERS_MAX = 1000
 
@@ -172,6 +172,11 @@ class ModelLoadForm(forms.Form):
     n_ctx = forms.IntegerField(label=_("Context length"), min_value=N_CTX_MIN, max_value=N_CTX_MAX, initial=4096)
     flash_attn = forms.BooleanField(label=_("Flash attention"), required=False)
     kv_type = forms.ChoiceField(label=_("KV cache type"), choices=KVType.choices, initial=KVType.F16)
+    parallel = forms.IntegerField(
+        label=_("Replies at once"), required=False, min_value=0, max_value=PARALLEL_MAX,
+        help_text=_("Slots, each with its own context (empty: the site's setting; 0: one at a time, no batching)."),
+        widget=forms.NumberInput(attrs={"size": 3, "placeholder": _("default")}),
+    )
 
     def __init__(self, *args, file_names=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -184,7 +189,8 @@ class ModelLoadForm(forms.Form):
         if self.errors:
             return data  # a field is already wrong; its own message says how
         try:
-            LoadSettings(data["file_name"], data["n_gpu_layers"], data["n_ctx"], data["flash_attn"], data["kv_type"])
+            LoadSettings(data["file_name"], data["n_gpu_layers"], data["n_ctx"], data["flash_attn"], data["kv_type"],
+                         parallel=data["parallel"] or 0)
         except LoadSettingsError as exc:
             message = LOAD_SETTINGS_MESSAGES.get(exc.code)
             message = message % {"kv_type": data["kv_type"]} if message else str(exc)
@@ -198,5 +204,5 @@ class ModelLoadForm(forms.Form):
         initial = {"file_name": file_name}
         if config is not None:
             initial.update(n_gpu_layers=config.n_gpu_layers, n_ctx=config.n_ctx, flash_attn=config.flash_attn,
-                           kv_type=config.kv_type)
+                           kv_type=config.kv_type, parallel=config.parallel)
         return cls(initial=initial, file_names=file_names, auto_id=f"id_load{row}_%s")

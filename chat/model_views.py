@@ -2,6 +2,7 @@
 
 import logging
 
+from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
 from django.http import JsonResponse
@@ -47,11 +48,18 @@ def _describe_file(path, config, gpus):
         # The same estimate that n_gpu_layers "auto" loads with (chat.worker.offload).
         result = estimate_offload(info.architecture, n_ctx=config.n_ctx if config else 4096,
                                   flash_attn=bool(config and config.flash_attn),
-                                  kv_type=config.kv_type if config else "f16", gpus=gpus)
+                                  kv_type=config.kv_type if config else "f16", gpus=gpus,
+                                  parallel=_parallel(config))
         row.update(suggested=result.n_gpu_layers, n_layers=result.n_layers, fits=result.fits)
     except Exception:  # the estimate is advice; without it the file can still be loaded
         logger.exception("Estimating %s failed", path)
     return row
+
+
+def _parallel(config) -> int:
+    """The slots a file is loaded with: its own setting, else LLMSITE_PARALLEL (0, no engine, is one cache)."""
+    parallel = config.parallel if config is not None and config.parallel is not None else settings.LLMSITE_PARALLEL
+    return max(1, parallel)
 
 
 def models_context(request, bound_form: ModelLoadForm | None = None) -> dict:
@@ -104,17 +112,22 @@ def model_load(request):
     if not form.is_valid():
         return render(request, "chat/models.html", models_context(request, bound_form=form))
     data = form.cleaned_data
+    parallel = data["parallel"] if data["parallel"] is not None else settings.LLMSITE_PARALLEL
+    pinned = worker_status().get("pinned")
+    if pinned and pinned != data["file_name"]:
+        messages.error(request, _("%(pinned)s is pinned: unpin it before loading another model.") % {"pinned": pinned})
+        return redirect("chat:models")
     with transaction.atomic():
         ModelConfig.objects.filter(is_active=True).exclude(file_name=data["file_name"]).update(is_active=False)
         ModelConfig.objects.update_or_create(
             file_name=data["file_name"],
             defaults={"n_gpu_layers": data["n_gpu_layers"], "n_ctx": data["n_ctx"], "flash_attn": data["flash_attn"],
-                      "kv_type": data["kv_type"], "is_active": True},
+                      "kv_type": data["kv_type"], "parallel": data["parallel"], "is_active": True},
         )
     try:
         chat_worker.get_manager().load(
             data["file_name"], n_gpu_layers=data["n_gpu_layers"], n_ctx=data["n_ctx"],
-            flash_attn=data["flash_attn"], kv_type=data["kv_type"],
+            flash_attn=data["flash_attn"], kv_type=data["kv_type"], parallel=parallel,
         )
     except Exception as exc:  # a refused load is reported on the page; the setting is kept
         logger.warning("Loading %s failed: %s", data["file_name"], exc)
@@ -128,9 +141,43 @@ def model_load(request):
 
 @staff_required
 @require_POST
+def model_pin(request):
+    """Pin the loaded model (never swapped out for a conversation that uses another), or unpin it."""
+    status = worker_status()
+    pin = request.POST.get("pin") == "1"
+    file_name = request.POST.get("file_name", "")
+    if status.get("mode") == "redis":
+        messages.error(request, _("With Redis, each worker pins its own model: start it with "
+                                  "“manage.py llmworker --model FILE --pin”."))
+        return redirect("chat:models")
+    if pin and (not file_name or file_name != status.get("model_file")):
+        messages.error(request, _("Only the loaded model can be pinned; load %(model)s first.")
+                       % {"model": file_name[:255] or "?"})
+        return redirect("chat:models")
+    with transaction.atomic():
+        ModelConfig.objects.filter(pinned=True).update(pinned=False)
+        if pin:
+            config, _created = ModelConfig.objects.get_or_create(file_name=file_name, defaults={
+                "n_gpu_layers": None if status.get("n_gpu_layers_auto") else status.get("n_gpu_layers"),
+                "n_ctx": status.get("n_ctx") or 4096, "flash_attn": bool(status.get("flash_attn")),
+                "kv_type": status.get("kv_type") or "f16"})
+            config.pinned = True
+            config.save(update_fields=["pinned", "updated_at"])
+    chat_worker.get_manager().pin(file_name if pin else None)
+    if pin:
+        messages.success(request, _("%(model)s is pinned: it stays loaded.") % {"model": file_name})
+    else:
+        messages.success(request, _("No model is pinned: each conversation's model is loaded when it is needed."))
+    return redirect("chat:models")
+
+
+@staff_required
+@require_POST
 def model_unload(request):
     ModelConfig.objects.filter(is_active=True).update(is_active=False)
+    ModelConfig.objects.filter(pinned=True).update(pinned=False)
     try:
+        chat_worker.get_manager().pin(None)
         chat_worker.get_manager().unload()
     except Exception as exc:
         messages.error(request, _("Could not unload the model: %(error)s") % {"error": exc})

@@ -28,7 +28,12 @@ class ModelConfig(models.Model):
     )
     flash_attn = models.BooleanField(_("flash attention"), default=False)
     kv_type = models.CharField(_("KV cache type"), max_length=5, choices=KVType.choices, default=KVType.F16)
+    # Replies written at once (slots of n_ctx tokens each); None: LLMSITE_PARALLEL.
+    parallel = models.PositiveSmallIntegerField(
+        _("replies at once"), null=True, blank=True, validators=[MaxValueValidator(64)])
     is_active = models.BooleanField(_("loaded at start"), default=False)
+    # Staff pinned this model: the site's worker keeps it loaded and never swaps it for another.
+    pinned = models.BooleanField(_("pinned"), default=False)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
@@ -36,7 +41,8 @@ class ModelConfig(models.Model):
         verbose_name_plural = _("model settings")
         ordering = ["file_name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model")
+            models.UniqueConstraint(fields=["is_active"], condition=models.Q(is_active=True), name="one_active_model"),
+            models.UniqueConstraint(fields=["pinned"], condition=models.Q(pinned=True), name="one_pinned_model"),
         ]
 
     def __str__(self):
@@ -117,6 +123,7 @@ class Message(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True)
     options = models.JSONField(default=dict, blank=True)
+    model_file = models.CharField(_("model file"), max_length=255, blank=True)  # the model that wrote this reply
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.FloatField(null=True, blank=True)

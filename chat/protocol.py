@@ -50,6 +50,7 @@ class Send:
     conversation: int | None
     content: str
     options: dict = field(default_factory=dict)
+    model: str | None = None  # the model file a new conversation is written by (ignored once it has begun)
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,20 @@ def _content(frame: dict) -> str:
     if len(value) > limit:
         raise ProtocolError("invalid_field", f"`content` is too long (at most {limit} characters).")
     _refuse_nul("content", value)
+    return value
+
+
+MAX_MODEL_CHARS = 255
+
+
+def _model(frame: dict) -> str | None:
+    value = frame.get("model")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_MODEL_CHARS:
+        raise ProtocolError("invalid_field", f"`model` must be a model file name of 1 to {MAX_MODEL_CHARS} "
+                                             "characters, or null.")
+    _refuse_nul("model", value)
     return value
 
 
@@ -240,7 +255,7 @@ def parse(text) -> Send | Stop | Resume | Regenerate | Edit | Continue | Version
         if regenerate:  # {"type": "send", "regenerate": true, "message": id}: the same as "regenerate"
             return Regenerate(message=_id(frame, "message"), options=parse_options(frame.get("options")))
         return Send(conversation=_id(frame, "conversation", nullable=True, required=False),
-                    content=_content(frame), options=parse_options(frame.get("options")))
+                    content=_content(frame), options=parse_options(frame.get("options")), model=_model(frame))
     if kind == "stop":
         return Stop(message=_id(frame, "message", nullable=True, required=False))
     if kind == "resume":
@@ -264,7 +279,8 @@ def parse(text) -> Send | Stop | Resume | Regenerate | Edit | Continue | Version
 def accepted(conversation: int, message: int, user_message: int | None = None, **extra) -> dict:
     """`message` is the assistant reply; `user_message`, after a `send` or `edit`, the question it stored.
     `extra`: `title` (the conversation's), `version` and `versions` (of the turn a regenerate or edit added to),
-    `continued` (after a `continue`: the length of the text the reply already had)."""
+    `continued` (after a `continue`: the length of the text the reply already had), `model` (the model file that
+    writes the reply)."""
     frame = {"type": "accepted", "conversation": conversation, "message": message}
     if user_message is not None:
         frame["user_message"] = user_message
@@ -277,8 +293,12 @@ def path(conversation: int, messages: list[dict]) -> dict:
     return {"type": "path", "conversation": conversation, "messages": messages}
 
 
-def queued(message: int, position: int) -> dict:
-    return {"type": "queued", "message": message, "position": position}
+def queued(message: int, position: int, model: str | None = None, progress: float | None = None) -> dict:
+    """A reply waiting its turn; with `model` and `progress`, waiting for that model to load (0 to 1)."""
+    frame = {"type": "queued", "message": message, "position": position}
+    if model and progress is not None:
+        frame.update(model=model, progress=progress)
+    return frame
 
 
 def token(message: int, text: str) -> dict:

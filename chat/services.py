@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from chat.models import Conversation, FinishReason, Message, ModelConfig, Role, Status, selected_path
 from chat.reasoning import answer_only
+from chat.worker import get_manager
 
 TITLE_LENGTH = 60
 
@@ -29,6 +30,10 @@ class NotFound(Exception):
 
 class NotContinuable(Exception):
     """A reply that cannot be continued (still being written, or empty); the message says why."""
+
+
+class UnknownModel(Exception):
+    """A model a new conversation cannot choose: not in the models folder, or not one any worker serves."""
 
 
 @database_sync_to_async
@@ -93,21 +98,41 @@ def _new_version(conversation: Conversation, parent: Message | None, **fields) -
 
 def _new_reply(conversation: Conversation, parent: Message | None, options: dict) -> Message:
     return _new_version(conversation, parent, role=Role.ASSISTANT, content="", status=Status.STREAMING,
-                        options={k: v for k, v in options.items() if k != "system"})
+                        options={k: v for k, v in options.items() if k != "system"},
+                        model_file=conversation.model_file)
 
 
-def _apply_system(conversation: Conversation, options: dict) -> None:
+def _apply_system(conversation: Conversation, options: dict, model: str | None = None) -> None:
+    """The system prompt of the options, and the conversation's model: chosen once, when it starts (`model`,
+    else the site's default), then kept."""
     if "system" in options and options["system"] != conversation.system_prompt:
         conversation.system_prompt = options["system"]
-    from chat.worker import get_manager
-
-    conversation.model_file = get_manager().choose_model(conversation.model_file)
+    started = conversation.pk is not None and conversation.messages.exists()
+    if model and not started:
+        conversation.model_file = checked_model(model)
+    conversation.model_file = get_manager().choose_model(conversation.model_file) or \
+        default_load_settings()["file_name"]
     conversation.save()
+
+
+def available_models() -> list[str]:
+    """The models a person may choose for a new conversation (files here, or what Redis workers serve)."""
+    try:
+        return list(get_manager().available_models())
+    except Exception:  # a models folder that cannot be listed: the page offers no choice, the chat still works
+        return []
+
+
+def checked_model(model: str) -> str:
+    if model not in available_models():
+        raise UnknownModel(model)
+    return model
 
 
 def _reply_started(conversation: Conversation, reply: Message, parent: Message | None) -> dict:
     return {"conversation": conversation.id, "message": reply.id, "messages": _history(conversation, parent),
-            "model_file": conversation.model_file, "title": str(conversation)}
+            "model_file": conversation.model_file, "load": load_settings_for(conversation.model_file),
+            "title": str(conversation)}
 
 
 def _versions(message: Message) -> dict:
@@ -117,18 +142,20 @@ def _versions(message: Message) -> dict:
 
 
 @database_sync_to_async
-def start_reply(user, conversation_id: int | None, content: str, options: dict) -> dict:
-    """Store the user's message and an empty streaming reply; {"conversation", "message", "messages"}."""
+def start_reply(user, conversation_id: int | None, content: str, options: dict, model: str | None = None) -> dict:
+    """Store the user's message and an empty streaming reply; {"conversation", "message", "messages"}.
+
+    `model` chooses the model of a conversation that has no message yet (UnknownModel if it cannot)."""
     with transaction.atomic():
         if conversation_id is None:
-            conversation = Conversation.objects.create(owner=user, title=_title(content))
+            conversation = Conversation(owner=user, title=_title(content))
             parent = None
         else:
             conversation = _owned_conversation(user, conversation_id)
             if not conversation.title:
                 conversation.title = _title(content)
             parent = _leaf(conversation)
-        _apply_system(conversation, options)
+        _apply_system(conversation, options, model)
         question = Message(conversation=conversation, parent=parent, role=Role.USER, content=content)
         question.save(first_version=parent is None)
         reply = _new_reply(conversation, question, options)
@@ -188,7 +215,8 @@ def continue_reply(user, message_id: int, options: dict) -> dict:
             status=Status.STREAMING, finish_reason=FinishReason.STOP, error="",
             options={**message.options, **{k: v for k, v in options.items() if k != "system"}})
     return {"conversation": conversation.id, "message": message.id, "messages": history,
-            "model_file": conversation.model_file, "prefix": message.content,
+            "model_file": conversation.model_file, "load": load_settings_for(conversation.model_file),
+            "prefix": message.content,
             "tokens_before": message.completion_tokens or 0}
 
 
@@ -213,7 +241,7 @@ def message_dict(message: Message) -> dict:
     """One message of the path shown, as the page draws it (frames and the page's own data)."""
     return {
         "id": message.id, "role": message.role, "content": message.content, "status": message.status,
-        "error": message.error, "finish_reason": message.finish_reason,
+        "error": message.error, "finish_reason": message.finish_reason, "model_file": message.model_file,
         "version": getattr(message, "version", 1), "versions": getattr(message, "versions", 1),
         "stats": {"tokens": message.completion_tokens or 0, "ttft_ms": message.ttft_ms,
                   "tokens_per_s": message.decode_tokens_per_s},
@@ -236,6 +264,7 @@ def _reply_dict(message: Message) -> dict:
         "status": message.status,
         "error": message.error,
         "finish_reason": message.finish_reason,
+        "model_file": message.model_file,
         "stats": {"tokens": message.completion_tokens or 0, "ttft_ms": message.ttft_ms,
                   "tokens_per_s": message.decode_tokens_per_s},
     }
@@ -272,8 +301,12 @@ save_partial = sync_to_async(_save_partial, thread_sensitive=False, executor=_pa
 
 
 @database_sync_to_async
-def finish_reply(message_id: int, content: str, status: str, stats: dict, error: str = "") -> None:
+def finish_reply(message_id: int, content: str, status: str, stats: dict, error: str = "",
+                 model_file: str = "") -> None:
+    """The reply's final text and stats; `model_file`, the model the worker had loaded, when it started."""
+    model = {"model_file": model_file} if model_file else {}
     Message.objects.filter(id=message_id).update(
+        **model,
         content=content,
         status=status,
         error=error,
@@ -312,12 +345,28 @@ def record_measurement(loaded: dict, stats: dict) -> None:
 
 
 def default_load_settings() -> dict:
-    """What the chat loads at start: the active ModelConfig, else LLMSITE_MODEL and its settings. Sync."""
-    config = ModelConfig.objects.filter(is_active=True).first()
+    """What the chat loads at start: the pinned or active ModelConfig, else LLMSITE_MODEL and its settings,
+    with `pinned` saying whether staff pinned it. Sync."""
+    config = ModelConfig.objects.filter(pinned=True).first() or ModelConfig.objects.filter(is_active=True).first()
     if config is not None:
-        return {"file_name": config.file_name, "n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx,
-                "flash_attn": config.flash_attn, "kv_type": config.kv_type}
-    return configured_load_settings()
+        return {**_config_settings(config), "pinned": config.pinned}
+    return {**configured_load_settings(), "parallel": settings.LLMSITE_PARALLEL, "pinned": False}
+
+
+def load_settings_for(file_name: str) -> dict:
+    """How this site's worker loads `file_name`: its ModelConfig, else the configured settings for it. Sync."""
+    if not file_name:
+        return default_load_settings()
+    config = ModelConfig.objects.filter(file_name=file_name).first()
+    if config is not None:
+        return _config_settings(config)
+    return {**configured_load_settings(), "file_name": file_name, "parallel": settings.LLMSITE_PARALLEL}
+
+
+def _config_settings(config: ModelConfig) -> dict:
+    return {"file_name": config.file_name, "n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx,
+            "flash_attn": config.flash_attn, "kv_type": config.kv_type,
+            "parallel": settings.LLMSITE_PARALLEL if config.parallel is None else config.parallel}
 
 
 def configured_load_settings() -> dict:

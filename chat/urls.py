@@ -19,6 +19,7 @@ urlpatterns = [
     path("models/", model_views.models, name="models"),
     path("models/load/", model_views.model_load, name="model_load"),
     path("models/unload/", model_views.model_unload, name="model_unload"),
+    path("models/pin/", model_views.model_pin, name="model_pin"),
     path("models/status/", model_views.models_status, name="models_status"),
     path("models/workers/", model_views.models_workers, name="models_workers"),
 ]

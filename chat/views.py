@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from advisor.local_files import local_files
 from advisor.models import LanguageModel
+from chat import services
 from chat.forms import PresetForm, RenameForm, SamplingForm, SearchForm, SystemPromptForm
 from chat.models import Conversation, Message, Preset, Role, Status, selected_path
 from chat.protocol import max_content_chars
@@ -53,11 +54,20 @@ def owned_conversation(request, pk: int) -> Conversation:
     return get_object_or_404(Conversation.objects.owned_by(request.user), pk=pk)
 
 
-def sidebar_context(request, current: Conversation | None) -> dict:
+def sidebar_context(request, current: Conversation | None, worker: dict | None = None) -> dict:
     search = SearchForm(request.GET or None)
     query = search.cleaned_data["q"] if search.is_valid() else ""
     conversations = Conversation.objects.owned_by(request.user).matching(query)[:SIDEBAR_LIMIT]
-    return {"search_form": search, "query": query, "conversations": conversations, "current": current}
+    return {"search_form": search, "query": query, "conversations": conversations, "current": current,
+            **model_choice_context(worker)}
+
+
+def model_choice_context(worker: dict | None) -> dict:
+    """The models a new conversation may be written by; a choice is offered only when there are two or more."""
+    choices = services.available_models()
+    loaded = (worker or {}).get("model_file")
+    return {"model_choices": choices if len(choices) > 1 else [],
+            "model_default": loaded if loaded in choices else (choices[0] if choices else "")}
 
 
 def model_display_name(status: dict) -> str:
@@ -110,6 +120,7 @@ def chat_config(request, conversation: Conversation | None, chat_messages, statu
             "reconnecting": _("Connection lost. Reconnecting in %(seconds)s s…"),
             "connectionLost": _("The connection was lost before the reply started. Please send it again."),
             "queued": _("Waiting in line: position %(position)s"),
+            "waitingForModel": _("Loading %(model)s for this reply: %(percent)s%%"),
             "thinking": _("Writing…"),
             "stopped": _("Stopped"),
             "error": _("Error"),
@@ -154,7 +165,7 @@ def render_chat(request, conversation: Conversation | None, *, system_form=None,
         preset = default_preset(request.user)  # a new conversation starts with the default preset's prompt
         system_form = SystemPromptForm(initial={"system_prompt": preset.system_prompt if preset else ""})
     context = {
-        **sidebar_context(request, conversation),
+        **sidebar_context(request, conversation, worker),
         "conversation": conversation,
         "chat_messages": chat_messages,
         "new_item": Conversation(pk=0, title=""),  # the sidebar entry the page adds for a conversation begun on it
@@ -189,6 +200,11 @@ def conversation(request, pk):
 def new(request):
     """A new conversation, optionally with a system prompt. An untouched empty one is reused."""
     form = SystemPromptForm(request.POST)
+    model = request.POST.get("model") or ""
+    if model and model not in services.available_models():
+        messages.error(request, _("%(model)s is not a model this site can use now: choose one of the list.")
+                       % {"model": model[:255]})
+        return redirect("chat:index")
     if not form.is_valid():
         return render_chat(request, None, system_form=form)
     empty = (
@@ -204,6 +220,8 @@ def new(request):
         preset = default_preset(request.user)
         prompt = preset.system_prompt if preset else ""
     empty.system_prompt = prompt
+    if model:
+        empty.model_file = model
     empty.save()
     return redirect("chat:conversation", pk=empty.pk)
 

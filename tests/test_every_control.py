@@ -519,6 +519,13 @@ def models_page(walk: Walk) -> None:
     expect(smol).to_have_class(re.compile(r"\bloaded\b"))
     walk.step("models page")
 
+    page.click("#pin-button")
+    expect(page.locator("#worker-pinned")).to_contain_text("SmolLM2")
+    walk.step("models pin")
+    page.click("#unpin-button")
+    expect(page.locator("#worker-pinned")).to_have_text("—")
+    walk.step("models unpin")
+
     page.click("#unload-button")
     expect(page.locator(".messages")).to_contain_text("The model was unloaded.")
     expect(page.locator("#worker-state")).to_have_text("stopped", timeout=LOAD_MS)
@@ -526,10 +533,12 @@ def models_page(walk: Walk) -> None:
 
     smol.locator("input[name=n_ctx]").fill("2048")
     smol.locator("input[name=n_gpu_layers]").fill("0")
+    smol.locator("input[name=parallel]").fill("2")
     smol.locator("button[type=submit]").click()
     expect(page.locator(".messages")).to_contain_text("Loading")
     expect(page.locator("#worker-state")).to_have_text("ready", timeout=LOAD_MS)
     expect(page.locator("#worker-ctx")).to_have_text("2048")
+    expect(page.locator("#worker-slots")).to_have_text("0 / 2")
     walk.step("models load")
 
     page.click("#download-button")  # nothing given: a clear refusal, nothing queued

@@ -40,7 +40,7 @@ print(json.dumps({s: replies.filter(status=s).count() for s in ('streaming', 'co
 class WorkerProcess:
     """`manage.py llmworker` in its own process group and data folder, as on a machine of its own."""
 
-    def __init__(self, name: str, folder, env: dict, threads: int = 1):
+    def __init__(self, name: str, folder, env: dict, threads: int = 1, args: tuple = ("--parallel", "1")):
         self.name = name
         self.log_path = folder / "worker.log"
         self.log = open(self.log_path, "w")
@@ -49,7 +49,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             # One thread each: two workers on a 2-core machine, each with a core of its own.
             [sys.executable, "manage.py", "llmworker", "--name", name, "--n-ctx", "2048",
-             *(["--threads", str(threads)] if threads else [])],
+             *(["--threads", str(threads)] if threads else []), *args],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 

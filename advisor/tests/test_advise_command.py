@@ -89,3 +89,18 @@ def test_the_ram_reserve_is_an_option():
     assert result["ram_reserve_bytes"] == 2 * 2**30
     with pytest.raises(CommandError, match="ram-reserve"):
         advise("--model", "llama-3.1-8b-instruct", "--quant", "Q4_K_M", "--ram-gib", "16", "--ram-reserve-gib", "20")
+
+
+def test_parallel_sequences_each_get_a_kv_cache_of_the_context():
+    one = advise("--model", "llama-3.1-8b-instruct", "--quant", "Q4_K_M", "--gpu", "nvidia-geforce-rtx-4090",
+                 "--ctx", "8192")
+    four = advise("--model", "llama-3.1-8b-instruct", "--quant", "Q4_K_M", "--gpu", "nvidia-geforce-rtx-4090",
+                  "--ctx", "8192", "--parallel", "4")
+    assert four["kv_cache_bytes"] == 4 * one["kv_cache_bytes"] == 4 * 2**30
+    assert four["gpu_bytes"] > one["gpu_bytes"]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "257"])
+def test_a_bad_parallel_gives_a_clear_error(value):
+    with pytest.raises(CommandError, match="--parallel must be between 1 and 256"):
+        advise("--model", "smollm2-135m-instruct", "--quant", "Q4_K_M", "--parallel", value)

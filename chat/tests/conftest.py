@@ -25,10 +25,10 @@ def _cpu_only_server(monkeypatch):
 def _worker_shutdown():
     """No orphans: the worker process ends with the test session."""
     yield
-    from chat.worker.manager import _manager
+    from chat import worker
 
-    if _manager is not None:
-        _manager.shutdown()
+    if worker._manager is not None:
+        worker._manager.shutdown()
 
 
 def _login(username: str) -> tuple:

@@ -114,3 +114,8 @@ def test_loading_and_unloading_from_the_web_side_say_what_to_do_instead(pool):
         pool.load("x.gguf", n_ctx=4096)
     with pytest.raises(ValueError, match="stop a worker on its own machine"):
         pool.unload()
+
+
+def test_asking_for_a_model_to_be_started_only_starts_listening(pool):
+    pool.ensure_started(after_unload=True, load={"file_name": "m.gguf"})  # the consumer's call, as for the manager
+    assert pool.workers() == []

@@ -73,6 +73,7 @@ class FakeManager:
     def __init__(self):
         self.loads = []
         self.unloads = 0
+        self.pins = []
 
     def status(self):
         return {"state": "ready", "model_file": "loaded.gguf", "progress": 1.0, "n_gpu_layers": 0, "n_layers": 31,
@@ -83,6 +84,12 @@ class FakeManager:
 
     def unload(self):
         self.unloads += 1
+
+    def pin(self, file_name):
+        self.pins.append(file_name)
+
+    def available_models(self):
+        return ["loaded.gguf"]
 
 
 @pytest.fixture
@@ -400,7 +407,8 @@ def test_it_loads_a_model_and_keeps_the_setting(web, staff, manager, models_dir)
         "file_name": name, "n_gpu_layers": "12", "n_ctx": "2048", "flash_attn": "on", "kv_type": "q8_0",
     })
     assert response.status_code == 302
-    assert manager.loads == [(name, {"n_gpu_layers": 12, "n_ctx": 2048, "flash_attn": True, "kv_type": "q8_0"})]
+    assert manager.loads == [(name, {"n_gpu_layers": 12, "n_ctx": 2048, "flash_attn": True, "kv_type": "q8_0",
+                                     "parallel": django_settings.LLMSITE_PARALLEL})]
     config = ModelConfig.objects.get(file_name=name)
     assert (config.n_gpu_layers, config.n_ctx, config.flash_attn, config.kv_type, config.is_active) == (
         12, 2048, True, "q8_0", True)
@@ -413,7 +421,8 @@ def test_a_load_from_the_advisor_opens_the_chat(web, staff, manager, models_dir)
     response = web.post(reverse("chat:model_load"), {"file_name": name, "n_gpu_layers": "0", "n_ctx": "2048",
                                                      "kv_type": "f16", "then": "chat"})
     assert response.status_code == 302 and response["Location"] == reverse("chat:index")
-    assert manager.loads == [(name, {"n_gpu_layers": 0, "n_ctx": 2048, "flash_attn": False, "kv_type": "f16"})]
+    assert manager.loads == [(name, {"n_gpu_layers": 0, "n_ctx": 2048, "flash_attn": False, "kv_type": "f16",
+                                     "parallel": django_settings.LLMSITE_PARALLEL})]
 
 
 @pytest.mark.parametrize(("typed", "stored"), [("auto", None), ("", None), ("-1", -1), (" AUTO ", None)])

@@ -63,6 +63,15 @@ def test_auto_offload_puts_every_layer_on_a_gpu_that_holds_the_model(monkeypatch
     assert auto_gpu_layers(MODEL, n_ctx=4096, flash_attn=False, kv_type="f16") == 31  # 30 blocks + output
 
 
+def test_auto_offload_counts_a_kv_cache_for_every_slot(monkeypatch):
+    # 1 GiB free holds SmolLM2 with one 4096-token cache (90 MiB), not with eight (720 MiB).
+    install_gpus(monkeypatch, ("NVIDIA GeForce GT 1030", 2.0, 1.0))
+    one = auto_gpu_layers(MODEL, n_ctx=4096, flash_attn=False, kv_type="f16", parallel=1)
+    four = auto_gpu_layers(MODEL, n_ctx=4096, flash_attn=False, kv_type="f16", parallel=4)
+    eight = auto_gpu_layers(MODEL, n_ctx=4096, flash_attn=False, kv_type="f16", parallel=8)
+    assert one == 31 and 0 < eight < four < one, (one, four, eight)
+
+
 @pytest.mark.model
 def test_loading_reports_progress_and_what_was_loaded(worker):
     transport, events, _ = worker

@@ -9,15 +9,36 @@ With REDIS_URL it is a WorkerPool (pool.py) that sends replies to `manage.py llm
     get_manager().load(file_name, n_gpu_layers="auto"|None|int, n_ctx=..., flash_attn=..., kv_type=...)
     get_manager().unload()
 
-Nothing here imports Django models or llama_cpp at import time: the worker process imports this package.
+Nothing here imports Django models or llama_cpp at import time: the worker process imports this package,
+so the manager and the pool (which read Django's settings) are imported when the web side first asks.
+Nothing in chat/worker/ imports this package or the rest of chat (scripts/import_cycles.py checks).
 """
+
+import atexit
+import threading
+
+_manager = None
+_manager_lock = threading.Lock()
 
 
 def get_manager():
-    """The process-wide WorkerManager of this web process (created on first use)."""
-    from chat.worker.manager import get_manager as _get_manager
+    """This web process's manager (created on first use): a WorkerManager with its own worker process, or,
+    with REDIS_URL set, a WorkerPool that sends replies to `manage.py llmworker` processes on the LAN."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            from django.conf import settings
 
-    return _get_manager()
+            if settings.REDIS_URL:
+                from chat.worker.pool import WorkerPool
+
+                _manager = WorkerPool()
+            else:
+                from chat.worker.manager import WorkerManager
+
+                _manager = WorkerManager()
+            atexit.register(_manager.shutdown)
+        return _manager
 
 
 def list_model_files():

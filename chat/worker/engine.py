@@ -136,6 +136,11 @@ class Engine:
     def running(self) -> int:
         return sum(1 for slot in self.slots if slot.reply is not None)
 
+    def cached_conversations(self) -> list:
+        """The conversations whose KV cache a slot holds (a Redis worker announces them: the web side sends a
+        conversation's next turn to the worker that holds its cache)."""
+        return [s.conversation for s in self.slots if s.cached and s.conversation is not None]
+
     def status(self) -> dict:
         return {"slots": self.n_slots, "slots_in_use": self.running, "n_ctx_per_slot": self.n_ctx,
                 "cached_conversations": sum(1 for s in self.slots if s.cached and s.reply is None),
@@ -334,7 +339,8 @@ class Engine:
         self._send_text(reply, reply.pending)
         stats = {**self._stats(reply), "finish_reason": finish_reason}
         self._release(reply)
-        self.emit({"ev": "done", "job": reply.job, "status": status, "stats": stats})
+        self.emit({"ev": "done", "job": reply.job, "status": status, "stats": stats,
+                   "conversations": self.cached_conversations()})
 
     def _fail(self, reply: Reply, code: str, message: str) -> None:
         slot = reply.slot

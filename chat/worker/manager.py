@@ -5,14 +5,14 @@ consumers call `submit` from the event loop. All shared state is behind one lock
 touches the channel layer or the database runs on the event loop (InMemoryChannelLayer is not
 thread-safe), through `loop.call_soon_threadsafe`.
 
-Each reply is a `Job`: its events go to an asyncio task (`Reply.run`) that writes the reply to the database
-in batches and broadcasts it on the channel-layer group `reply-<message id>`, whoever is listening.
+Each reply is a `Job`: its events go to an asyncio task (chat/replies.py, beside the consumer: this package
+never imports chat.services or chat.models) that writes the reply to the database in batches and broadcasts
+it on the channel-layer group `reply-<message id>`, whoever is listening.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import threading
 import time
@@ -66,6 +66,8 @@ class Job:
     position: int = 0
     finished: bool = False
     conversation: int | None = None  # the worker keeps this conversation's KV cache in a slot
+    model_file: str = ""  # the model that writes this reply ("": whatever is loaded)
+    load: dict | None = None  # how to load that model when it is not loaded (else: the current settings)
 
     def deliver(self, event: dict) -> None:
         """Hand a worker event to this job's task; safe from any thread."""
@@ -90,9 +92,11 @@ class WorkerManager:
         self._queue: deque[Job] = deque()
         self._running: dict[int, Job] = {}  # message id -> job, at most the worker's parallel replies
         self._jobs: dict[int, Job] = {}
-        self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._unloaded = False  # staff unloaded the model: opening the chat does not load it again
+        self._pinned: str | None = None  # staff pinned this model: never swapped for another
+        self._cached_conversations: list = []  # conversations whose KV cache the worker's slots hold
+        self._announced_progress: float | None = None
 
     # --- the sync API (views, the Models page, /healthz) ------------------------------------------------
     def status(self) -> dict:
@@ -109,11 +113,13 @@ class WorkerManager:
                 "flash_attn": bool(spec.flash_attn) if spec else False,
                 "kv_type": spec.kv_type if spec else "f16",
                 "quant": loaded.get("quant"),
-                "model_name": loaded.get("model_name") or None,  # the GGUF's general.name: what people read
                 "queue_length": len(self._queue),
                 "busy": bool(self._running),
                 "parallel": self._capacity(),
                 "running": len(self._running),
+                "pinned": self._pinned,
+                "cached_conversations": list(self._cached_conversations),
+                "kv_bytes": loaded.get("kv_bytes"),
                 "error": self._error,
                 "error_code": self._error_code,
                 "pid": self._transport.pid if self._transport else None,
@@ -137,7 +143,8 @@ class WorkerManager:
         if auto:
             from chat.worker.offload import auto_gpu_layers
 
-            n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type)
+            n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type,
+                                           parallel=parallel)
         spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads, parallel)
         with self._lock:
             self._unloaded = False
@@ -163,31 +170,49 @@ class WorkerManager:
             threading.Thread(target=transport.close, name="llmsite-worker-close", daemon=True).start()
         self._broadcast_status()
 
-    def ensure_started(self, *, after_unload: bool = True) -> None:
-        """Load the configured model (the active ModelConfig, else settings) unless one is loaded or loading.
+    def ensure_started(self, *, after_unload: bool = True, load: dict | None = None) -> None:
+        """Load `load` (settings as for load(), chosen by the web side: the active ModelConfig, or those of the
+        conversation's model) unless a model is loaded or loading. A pinned model is loaded instead of any
+        other. `"pinned": True` in `load` pins it (staff pinned it on the Models page, before a restart).
 
         after_unload=False leaves a model that staff unloaded unloaded (opening the chat page); a message
-        sent (the default) loads it again. Sync, reads the database: from async code call it through
-        database_sync_to_async.
+        sent (the default) loads it again.
         """
+        load = dict(load or {})
+        pin = bool(load.pop("pinned", False))
         with self._lock:
             if self._state in ("starting", "loading", "ready") or (self._unloaded and not after_unload):
                 return
-        from chat.services import default_load_settings
-
-        settings = default_load_settings()
-        with self._lock:
-            if self._state in ("starting", "loading", "ready"):
-                return
             try:
-                if not settings["file_name"]:
+                if not load.get("file_name"):
                     raise ValueError("No model to load: put a .gguf file in the models folder, or install the "
                                      "default model with `make models`.")
-                self.load(**settings, parallel=_configured_parallel())
+                if self._pinned and load["file_name"] != self._pinned:
+                    raise ValueError(f"{self._pinned} is pinned on this server: no other model is loaded.")
+                self.load(**load)
+                if pin:
+                    self._pinned = load["file_name"]
             except ValueError as exc:
                 self._state, self._error, self._error_code = "error", str(exc), "model_load_failed"
                 self._fail_queued("model_load_failed", str(exc))
         self._broadcast_status()
+
+    def pin(self, file_name: str | None) -> None:
+        """Keep `file_name` loaded: replies that need another model are refused instead of swapping it out.
+        None unpins. Pinning a model that is not loaded loads it after the replies in progress finish."""
+        with self._lock:
+            self._pinned = file_name or None
+            self._dispatch()
+        self._broadcast_status()
+
+    def available_models(self) -> list[str]:
+        """The model files a new conversation may choose: every file in the models folder, or the pinned one."""
+        from chat.worker.files import list_model_files
+
+        with self._lock:
+            if self._pinned:
+                return [self._pinned]
+        return [path.name for path in list_model_files()]
 
     def shutdown(self) -> None:
         """End the worker process (at exit, and at the end of a test session)."""
@@ -203,20 +228,23 @@ class WorkerManager:
         """Remember the running event loop: status broadcasts go through it. Call from async code."""
         self._loop = asyncio.get_running_loop()
 
-    def submit(self, message_id: int, messages: list, options: dict, meta: dict) -> Job:
-        """Queue a reply (from the event loop). Its task writes and broadcasts it; the caller listens on
-        the group `reply_group(message_id)`, which it must join before calling this."""
+    def submit(self, job: Job) -> None:
+        """Queue a reply from the event loop (chat/replies.py makes the Job and the task that writes it)."""
         self._loop = asyncio.get_running_loop()
-        job = start_reply_task(self, message_id, messages, options, meta, self._tasks)
         self.enqueue(job)
-        return job
 
     def enqueue(self, job: Job) -> None:
-        """Queue a job for this manager's worker; its events go to `job.deliver`. Any thread."""
+        """Queue a job for this manager's worker; its events go to `job.deliver`. Any thread.
+
+        A job for another model than the one loaded waits until the replies in progress finish; then that
+        model is loaded (unless the loaded one is pinned) and the job runs on it."""
         message_id = job.message_id
         with self._lock:
             self._jobs[message_id] = job
-            if self._state not in ("starting", "loading", "ready"):
+            current = self._spec.file_name if self._spec else ""
+            # A model of its own to load: with its settings, or (a Redis worker's job) this worker's settings.
+            swap = bool(job.model_file) and job.model_file != current and (job.load is not None or bool(self._spec))
+            if self._state not in ("starting", "loading", "ready") and not swap:
                 # No model and none coming (call ensure_started first): answer now instead of waiting forever.
                 job.deliver({"ev": "failed", "code": self._error_code or "model_not_loaded",
                              "message": f"No model is loaded: {self._error}" if self._error else "No model is loaded."})
@@ -249,8 +277,11 @@ class WorkerManager:
             return dict(self._loaded)
 
     def choose_model(self, current: str) -> str:
-        """The model file a conversation's next reply uses: the one this worker has loaded."""
-        return self.status().get("model_file") or current
+        """The model file a conversation's next reply uses: its own; a new one, or one begun before models could
+        be chosen, gets the model loaded now (none if none is, or it failed: the caller picks the default)."""
+        status = self.status()
+        loaded = status.get("model_file") if status["state"] in ("starting", "loading", "ready") else ""
+        return current or loaded or ""
 
     def job_ids(self) -> list[int]:
         """Replies this manager holds (running or queued)."""
@@ -288,21 +319,31 @@ class WorkerManager:
                 return
             job.deliver(event)
             if kind != "token":
+                if isinstance(event.get("conversations"), list):
+                    self._cached_conversations = event["conversations"]
                 del self._running[job.message_id]
                 self._dispatch()
             return
         if kind == "status":
             self._progress = float(event.get("progress") or 0.0)
             self._state = "loading"
+            self._announce_loading()
         elif kind == "loaded":
             self._loaded = event
+            self._cached_conversations = []
             self._state, self._progress = "ready", 1.0
+            self._announced_progress = None
             self._dispatch()
             self._announce_positions()
         elif kind == "load_failed":
             self._loaded = {}
             self._state, self._error, self._error_code = "error", event.get("error"), "model_load_failed"
-            self._fail_queued("model_load_failed", f"The model could not be loaded: {event.get('error')}")
+            failed = self._spec.file_name if self._spec else ""
+            text = f"The model {failed} could not be loaded: {event.get('error')}"
+            for job in [j for j in self._queue if (j.model_file or failed) == failed]:
+                self._queue.remove(job)
+                job.deliver({"ev": "failed", "code": "model_load_failed", "message": text})
+            self._dispatch()  # replies for another model still waiting: load theirs
         elif kind == "unloaded":
             self._loaded, self._state = {}, "stopped"
         self._broadcast_status()
@@ -330,13 +371,31 @@ class WorkerManager:
 
     # --- queue ---------------------------------------------------------------------------------------------
     def _dispatch(self) -> None:
-        if self._state != "ready" or self._transport is None:
-            return
+        """Start queued replies in order while slots are free. A reply for another model than the loaded one
+        holds the line: when the replies in progress have finished, its model is loaded (a swap)."""
         sent = False
-        while self._queue and len(self._running) < self._capacity():
-            job = self._queue.popleft()
+        while self._queue:
+            job = self._queue[0]
             if job.finished:
+                self._queue.popleft()
                 continue
+            current = self._spec.file_name if self._spec else ""
+            wanted = job.model_file or current
+            if wanted != current:
+                if self._pinned and self._pinned != wanted:
+                    self._queue.popleft()
+                    job.deliver({"ev": "failed", "code": "model_pinned",
+                                 "message": f"This server keeps {self._pinned} loaded (pinned by staff), so "
+                                            f"{wanted} cannot be loaded now. Start a new conversation with "
+                                            f"{self._pinned}, or ask staff to unpin it."})
+                    continue
+                if self._running or self._state in ("starting", "loading"):
+                    break  # the replies in progress (or the load under way) finish first
+                self._swap(job)
+                break
+            if self._state != "ready" or self._transport is None or len(self._running) >= self._capacity():
+                break
+            self._queue.popleft()
             self._running[job.message_id] = job
             job.position = 0
             job.deliver({"ev": "started"})
@@ -345,6 +404,40 @@ class WorkerManager:
             sent = True
         if sent:
             self._announce_positions()  # everyone behind moves up
+
+    def _swap(self, job: Job) -> None:
+        """Load the model `job` needs, with the settings it carries, else the current ones (auto layers)."""
+        spec = self._spec
+        settings = dict(job.load) if job.load else {
+            "file_name": job.model_file, "n_gpu_layers": None, "n_ctx": spec.n_ctx if spec else 4096,
+            "flash_attn": spec.flash_attn if spec else False, "kv_type": spec.kv_type if spec else "f16",
+            "n_threads": spec.n_threads if spec else None, "parallel": spec.parallel if spec else 0}
+        settings.pop("pinned", None)
+        logger.info("loading %s for a waiting reply (was %s)", job.model_file, spec.file_name if spec else None)
+        try:
+            self.load(**settings)
+        except ValueError as exc:
+            self._queue.remove(job)
+            job.deliver({"ev": "failed", "code": "model_load_failed",
+                         "message": f"The model {job.model_file} could not be loaded: {exc}"})
+            self._dispatch()
+            return
+        self._announced_progress = None
+        self._announce_loading()
+
+    def _announce_loading(self) -> None:
+        """Replies that wait for the model being loaded hear its progress (as a `queued` event)."""
+        if self._spec is None:
+            return
+        progress = round(self._progress, 2)
+        if progress == self._announced_progress:
+            return
+        self._announced_progress = progress
+        loading = self._spec.file_name
+        for index, job in enumerate(self._queue):
+            if (job.model_file or loading) == loading:
+                job.position = max(1, index + 1)
+                job.deliver({"ev": "queued", "position": job.position, "model": loading, "progress": progress})
 
     def _capacity(self) -> int:
         """How many replies the worker takes at once: what it loaded with (1 without the engine)."""
@@ -384,45 +477,3 @@ class WorkerManager:
             asyncio.run_coroutine_threadsafe(layer.group_send(STATUS_GROUP, message), loop)
         except RuntimeError:  # the loop closed between the check and the call
             pass
-
-
-def start_reply_task(manager, message_id: int, messages: list, options: dict, meta: dict, tasks: set) -> Job:
-    """A Job for one reply and the task that writes and broadcasts it (chat/worker/replies.py)."""
-    from chat.worker.replies import Reply
-
-    loop = asyncio.get_running_loop()
-    job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
-              conversation=meta.get("conversation"), text=meta.get("prefix", ""))  # a continued reply's text so far
-    task = loop.create_task(Reply(manager, job, meta).run())
-    tasks.add(task)  # a reference, so the task is not garbage-collected while it runs
-    task.add_done_callback(tasks.discard)
-    return job
-
-
-def _configured_parallel() -> int:
-    """LLMSITE_PARALLEL: how many replies this site's own worker writes at once (0: the one-at-a-time path)."""
-    from django.conf import settings
-
-    return int(getattr(settings, "LLMSITE_PARALLEL", 0))
-
-
-_manager: WorkerManager | None = None
-_manager_lock = threading.Lock()
-
-
-def get_manager():
-    """This web process's manager: a WorkerManager with its own worker process, or, with REDIS_URL set,
-    a WorkerPool that sends replies to `manage.py llmworker` processes anywhere on the LAN."""
-    global _manager
-    with _manager_lock:
-        if _manager is None:
-            from django.conf import settings
-
-            if settings.REDIS_URL:
-                from chat.worker.pool import WorkerPool
-
-                _manager = WorkerPool()
-            else:
-                _manager = WorkerManager()
-            atexit.register(_manager.shutdown)
-        return _manager

@@ -30,15 +30,19 @@ def server_hardware(gpus=None):
     )
 
 
-def estimate_offload(architecture, *, n_ctx: int, flash_attn: bool, kv_type: str, gpus=None):
-    """The advisor's estimate (largest n_gpu_layers that fits) for a model file's architecture on this server."""
+def estimate_offload(architecture, *, n_ctx: int, flash_attn: bool, kv_type: str, gpus=None, parallel: int = 1):
+    """The advisor's estimate (largest n_gpu_layers that fits) for a model file's architecture on this server.
+
+    `parallel` slots each hold a KV cache of `n_ctx` tokens (the batching engine's context is n_ctx x slots),
+    so N caches are counted, not one."""
     from advisor.estimate import Runtime, estimate
 
-    runtime = Runtime(n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type, n_gpu_layers=None)
+    n_seq = max(1, int(parallel or 1))
+    runtime = Runtime(n_ctx=n_ctx * n_seq, n_seq=n_seq, flash_attn=flash_attn, kv_type=kv_type, n_gpu_layers=None)
     return estimate(architecture, None, runtime, server_hardware(gpus))
 
 
-def auto_gpu_layers(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str) -> int:
+def auto_gpu_layers(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str, parallel: int = 1) -> int:
     """Layers to offload: 0 (CPU only) when no GPU is found or the file cannot be estimated."""
     gpus = detect_gpus()
     if not gpus:
@@ -48,7 +52,7 @@ def auto_gpu_layers(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str) -
 
         info = read_gguf(path)
         return int(estimate_offload(info.architecture, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type,
-                                    gpus=gpus).n_gpu_layers)
+                                    gpus=gpus, parallel=parallel).n_gpu_layers)
     except Exception:  # an estimate is a convenience: never let it stop a model from loading
         logger.exception("could not estimate n_gpu_layers for %s; loading on the CPU", path)
         return 0

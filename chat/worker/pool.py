@@ -1,9 +1,10 @@
 """The web side with REDIS_URL set: no worker of its own, but every `manage.py llmworker` on the LAN.
 
 Workers announce themselves (chat/worker/remote.py has the messages). The pool keeps what they said and
-when; it sends each reply to a live worker that has the conversation's model loaded, the one with the
-fewest replies in hand first, and hands the worker's events to the reply's task (chat/worker/replies.py)
-exactly as the built-in worker's manager does. The queue, and so the queue positions, live in the worker.
+when; it sends each reply to the worker that chat/worker/selection.py chooses (a free slot for the
+conversation's model, the worker holding the conversation's KV cache first; else one that can load that
+model), and hands the worker's events to the reply's task (chat/replies.py) exactly as the built-in
+worker's manager does. The queue, and so the queue positions, live in the worker.
 
 A worker that is not heard from for LLMSITE_WORKER_TIMEOUT_MS, that leaves, that comes back as a new
 instance, or that no longer lists a reply it was given, is gone: each reply it was writing ends with an
@@ -23,8 +24,9 @@ import time
 
 from django.conf import settings
 
-from chat.worker.manager import STATUS_GROUP, Job, start_reply_task
+from chat.worker.manager import STATUS_GROUP, Job
 from chat.worker.remote import WEB_GROUP, WORKERS_GROUP, receive_forever
+from chat.worker.selection import WorkerChooser, WorkerView
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +41,6 @@ class WorkerPool:
         self._workers: dict[str, dict] = {}  # name -> the worker's last announcement, plus "seen"
         self._jobs: dict[int, Job] = {}
         self._assigned: dict[int, tuple[str, str, float]] = {}  # job -> (worker, instance, when sent)
-        self._tasks: set[asyncio.Task] = set()
         self._web_loop: asyncio.AbstractEventLoop | None = None  # the web server's loop: status broadcasts
         self._loop: asyncio.AbstractEventLoop | None = None  # the pool's own loop, on its own thread
         self._outbox: asyncio.Queue | None = None
@@ -187,52 +188,52 @@ class WorkerPool:
         with self._lock:
             return [info for info in self._workers.values() if info.get("state") in LIVE_STATES]
 
-    def _default_model(self) -> str:
-        """The model most live workers serve (the first by name when tied), for a new conversation."""
-        counts: dict[str, int] = {}
-        for info in self._live():
-            if info.get("model_file"):
-                counts[info["model_file"]] = counts.get(info["model_file"], 0) + 1
-        return min(counts, key=lambda f: (-counts[f], f)) if counts else ""
-
-    def _pick(self, model_file: str) -> dict | None:
-        """The live worker serving `model_file` with the fewest replies in hand; ready ones first."""
+    def _chooser(self) -> WorkerChooser:
+        """What the workers announced, with the replies this process sent each that have not ended."""
         with self._lock:
-            candidates = [w for w in self._live() if w.get("model_file") == model_file]
-            if not candidates:
-                return None
             in_hand: dict[str, int] = {}
             for name, _instance, _sent in self._assigned.values():
                 in_hand[name] = in_hand.get(name, 0) + 1
-            return min(candidates, key=lambda w: (w["state"] != "ready", in_hand.get(w["name"], 0),
-                                                  w.get("queue_length", 0), w["name"]))
+            return WorkerChooser([WorkerView.from_announcement(info, in_hand.get(name, 0))
+                                  for name, info in self._workers.items()])
+
+    def _default_model(self) -> str:
+        """The model most live workers serve (the first by name when tied), for a new conversation."""
+        return self._chooser().default_model()
+
+    def _pick(self, model_file: str, conversation: int | None = None) -> dict | None:
+        """The announcement of the worker that writes a reply for `model_file` (see chat/worker/selection.py)."""
+        with self._lock:
+            choice = self._chooser().choose(model_file, conversation)
+            return self._workers.get(choice.worker) if choice else None
 
     # --- the manager's API (chat/worker/manager.py has the same) --------------------------------------------
     def attach_loop(self) -> None:
         self._web_loop = asyncio.get_running_loop()
         self.start()
 
-    def submit(self, message_id: int, messages: list, options: dict, meta: dict) -> Job:
+    def submit(self, job: Job) -> None:
+        """Send a reply to the worker chat/worker/selection.py chooses (chat/replies.py makes the Job)."""
         self._web_loop = asyncio.get_running_loop()
         self.start()
-        job = start_reply_task(self, message_id, messages, options, meta, self._tasks)
-        model_file = meta.get("model_file") or self._default_model()
+        message_id = job.message_id
+        model_file = job.model_file or self._default_model()
         with self._lock:
             self._jobs[message_id] = job
-            worker = self._pick(model_file)
+            worker = self._pick(model_file, job.conversation)
             if worker is not None:
                 self._assigned[message_id] = (worker["name"], worker["instance"], time.monotonic())
         if worker is None:
             if not self._live():
                 text = NO_WORKER
             else:
-                text = f"No worker serves the model {model_file!r} that this conversation uses. Start a new " \
-                       f"conversation, or start a worker with `manage.py llmworker --model {model_file}`."
+                text = f"No worker serves or can load the model {model_file!r} that this conversation uses. " \
+                       f"Start a new conversation, or start a worker with `manage.py llmworker --model {model_file}`."
             job.deliver({"ev": "failed", "job": message_id, "code": "no_worker", "message": text})
-            return job
-        self._post(worker["channel"], {"type": "llm.generate", "job": message_id, "messages": messages,
-                                       "options": options, "reply_to": self._channel})
-        return job
+            return
+        self._post(worker["channel"], {"type": "llm.generate", "job": message_id, "messages": job.messages,
+                                       "options": job.options, "reply_to": self._channel, "model_file": model_file,
+                                       "conversation": job.conversation})
 
     def stop(self, message_id: int) -> bool:
         with self._lock:
@@ -259,6 +260,17 @@ class WorkerPool:
     def choose_model(self, current: str) -> str:
         """A conversation keeps its model; a new one gets the model most workers serve."""
         return current or self._default_model()
+
+    def available_models(self) -> list[str]:
+        """Every model a live worker serves, or could load (one not pinned, from its own models folder)."""
+        self.start()
+        return self._chooser().models()
+
+    def pin(self, file_name: str | None) -> None:
+        if file_name is None:
+            return  # nothing is pinned from the web side
+        raise ValueError("With Redis, each worker pins its own model: start it with "
+                         "`python manage.py llmworker --model FILE --pin`.")
 
     def workers(self) -> list[dict]:
         """What each worker last announced, and how many seconds ago, by name."""
@@ -311,8 +323,8 @@ class WorkerPool:
     def unload(self) -> None:
         raise ValueError("With Redis, stop a worker on its own machine (Ctrl-C or its service manager).")
 
-    def ensure_started(self, *, after_unload: bool = True) -> None:
-        self.start()  # workers are started on their machines; the pool only has to listen
+    def ensure_started(self, *, after_unload: bool = True, load: dict | None = None) -> None:
+        self.start()  # workers are started (and load their models) on their machines; the pool only listens
 
     def shutdown(self) -> None:
         with self._lock:

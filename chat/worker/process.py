@@ -107,8 +107,13 @@ class Worker:
             "model_name": header.get("name") or llama.metadata.get("general.name", ""),
             "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
             "chat_format": llama.chat_format or "",
+            "kv_bytes": kv_bytes(path, self.loaded_n_ctx(llama), self.engine.n_slots if self.engine else 1,
+                                 command.get("kv_type") or "f16", bool(command.get("flash_attn"))),
         }
         self.send(self.loaded)
+
+    def loaded_n_ctx(self, llama) -> int:
+        return self.engine.n_ctx if self.engine else llama.n_ctx()
 
     def _open(self, command: dict):
         import llama_cpp
@@ -137,6 +142,8 @@ class Worker:
         def params_with_progress():
             params = default_params()
             params.progress_callback = callback
+            if not cpu_extra_buffers():
+                params.use_extra_bufts = False
             return params
 
         native.llama_model_default_params = params_with_progress
@@ -339,6 +346,29 @@ def read_header(path: str) -> dict:
     except Exception as exc:  # the gguf package on a damaged file
         raise ValueError(f"{os.path.basename(path)} is not a usable GGUF file: {exc}") from None
     return {"quant": info.quant, "n_layers": info.architecture.n_layer, "name": info.name}
+
+
+def cpu_extra_buffers() -> bool:
+    """Whether llama.cpp may put weights in its CPU "extra" buffer types (repacked layouts, AMX tiles).
+
+    On a CPU with AMX, llama-cpp-python 0.3.36's ggml_backend_amx_mul_mat dies with a general protection
+    fault on the first batch of more than one token. `make` compiles llama.cpp without its AMX kernels
+    (Makefile, CMAKE_ARGS_cpu), so they are on by default; LLMSITE_CPU_EXTRA_BUFFERS=0 turns them off for a
+    llama-cpp-python built elsewhere with AMX.
+    """
+    return os.environ.get("LLMSITE_CPU_EXTRA_BUFFERS", "1").strip() != "0"
+
+
+def kv_bytes(path: str, n_ctx: int, n_seq: int, kv_type: str, flash_attn: bool) -> int | None:
+    """The KV cache of `n_seq` sequences of `n_ctx` tokens each, as the advisor counts it (None if unknown)."""
+    try:
+        from advisor.estimate import Runtime, kv_cache_bytes
+        from advisor.gguf_info import read_gguf
+
+        runtime = Runtime(n_ctx=n_ctx * n_seq, n_seq=n_seq, kv_type=kv_type, flash_attn=flash_attn)
+        return int(kv_cache_bytes(read_gguf(path).architecture, runtime))
+    except Exception:  # a figure for the Models page: never a reason to fail a load
+        return None
 
 
 def worker_main(conn, stop_job) -> None:

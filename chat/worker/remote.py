@@ -5,10 +5,12 @@ queues requests in order and starts a new child after a crash. In front of it si
 (channels_redis) instead of a web page. The web side is chat/worker/pool.py. Messages:
 
   web -> every worker, group WORKERS_GROUP   {"type": "llm.hello"}                   (announce now, please)
-  web -> one worker, its channel             {"type": "llm.generate", "job", "messages", "options", "reply_to"}
+  web -> one worker, its channel             {"type": "llm.generate", "job", "messages", "options", "reply_to",
+                                              "model_file", "conversation"}
                                              {"type": "llm.stop", "job"}
   worker -> every web process, WEB_GROUP     {"type": "llm.announce", "worker": {name, instance, model_file,
-                                              state, ..., queue_length, jobs}}   every LLMSITE_WORKER_ANNOUNCE_MS
+                                              state, ..., queue_length, models, pinned, slots, running,
+                                              conversations, jobs}}   every LLMSITE_WORKER_ANNOUNCE_MS
                                              {"type": "llm.leave", "name", "instance"}          on a clean exit
   worker -> the web process that asked       {"type": "llm.event", "name", "instance", "event": {"ev", "job",
                                               ...}}: queued, started (with what is loaded), token, done, failed
@@ -48,8 +50,10 @@ class RemoteJob(Job):
 
 
 class RemoteWorker:
-    def __init__(self, layer, load_settings: dict, *, name: str = "", announce_s: float = 2.0, report=None):
+    def __init__(self, layer, load_settings: dict, *, name: str = "", announce_s: float = 2.0, report=None,
+                 pin: bool = False):
         self.layer = layer
+        self.pin = pin  # never swap this worker's model for another
         self.load_settings = load_settings
         self.name = name or default_name()
         self.instance = secrets.token_hex(6)  # a restarted worker of the same name is a new one
@@ -128,8 +132,12 @@ class RemoteWorker:
                 logger.warning("ignored a malformed generate request: %r", {k: type(v).__name__
                                                                            for k, v in message.items()})
                 return
+            model_file = message.get("model_file") if isinstance(message.get("model_file"), str) else ""
+            conversation = message.get("conversation") if isinstance(message.get("conversation"), int) else None
+            # A reply for another model than this worker's: its manager loads that one from this machine's
+            # models folder, with this worker's settings, after the replies in progress finish.
             job = RemoteJob(message_id=job_id, messages=messages, options=options, loop=self.loop,
-                            reply_to=reply_to, worker=self)
+                            reply_to=reply_to, worker=self, model_file=model_file, conversation=conversation)
             self.manager.enqueue(job)
             self.announce_now.set()
         elif kind == "llm.stop":
@@ -162,9 +170,26 @@ class RemoteWorker:
             "vram_free_bytes": gpu.vram_free_bytes if gpu else None,
             "queue_length": status["queue_length"],
             "busy": status["busy"],
+            "models": self.model_files(),
+            "pinned": bool(status.get("pinned")),
+            "slots": status["parallel"],
+            "running": status["running"],
+            "conversations": status["cached_conversations"],
+            "kv_bytes": status.get("kv_bytes"),
             "jobs": self.manager.job_ids(),
             "served": self.served,
         }
+
+    def model_files(self) -> list[str]:
+        """The model files this worker could load (its own models folder), or only its own when pinned."""
+        if self.pin:
+            return [self.load_settings["file_name"]]
+        from chat.worker.files import list_model_files
+
+        try:
+            return [path.name for path in list_model_files()]
+        except OSError:
+            return [self.load_settings["file_name"]]
 
     async def _announce_loop(self) -> None:
         last_sent, last_key = 0.0, None
@@ -175,7 +200,8 @@ class RemoteWorker:
                 pass
             self.announce_now.clear()
             status = self.manager.status()
-            key = (status["state"], round(status["progress"], 1), status["queue_length"], status["busy"])
+            key = (status["state"], round(status["progress"], 1), status["queue_length"], status["busy"],
+                   status["running"], status["model_file"], tuple(status["cached_conversations"]))
             if key[0] != (last_key or ("",))[0]:
                 self.report(status)
             if key != last_key or time.monotonic() - last_sent >= self.announce_s:
@@ -195,6 +221,8 @@ class RemoteWorker:
         except Exception as exc:  # redis-py's errors are not OSErrors
             raise ValueError(f"Cannot reach Redis: {exc}") from None
         self.manager.load(**self.load_settings)  # returns at once; the announcements show the progress
+        if self.pin:
+            self.manager.pin(self.load_settings["file_name"])
         tasks = [asyncio.ensure_future(loop()) for loop in (self._send_loop, self._receive_loop, self._announce_loop)]
         # Announcements carry the channel, so the web side knows where to send requests.
         logger.info("worker %s serving %s on channel %s", self.name, self.load_settings["file_name"], self.channel)

@@ -31,6 +31,12 @@
       layers === null || layers === undefined || layers === "" ? "—" : worker.n_layers ? `${layers} / ${worker.n_layers}` : String(layers);
     byId("worker-ctx").textContent = worker.n_ctx || "—";
     byId("worker-queue").textContent = worker.queue_length || 0;
+    const slots = byId("worker-slots");
+    if (slots) slots.textContent = `${worker.running || 0} / ${worker.parallel || 1}`;
+    const cached = byId("worker-cached");
+    if (cached) cached.textContent = (worker.cached_conversations || []).length;
+    const kv = byId("worker-kv");
+    if (kv) kv.textContent = worker.kv_bytes ? formatBytes(worker.kv_bytes) : "—";
     const progress = byId("worker-progress");
     progress.hidden = worker.state !== "loading";
     if (typeof worker.progress === "number") progress.value = worker.progress;

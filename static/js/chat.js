@@ -113,6 +113,7 @@
     if (id) setId(article, id);
     const head = el("header", "msg-head");
     head.appendChild(el("span", "msg-role", role === "user" ? t.user : t.assistant));
+    if (role === "assistant") head.append(" ", el("span", "msg-model muted"));
     const foot = el("footer", "msg-foot");
     foot.appendChild(el("span", "msg-stats muted"));
     article.append(head, el("div", "msg-body"), foot);
@@ -271,7 +272,11 @@
       connectionState.textContent = t.connecting;
       return;
     }
-    if (!sendFrame({ type: "send", conversation: state.conversation, content, options: currentOptions() })) return;
+    const frame = { type: "send", conversation: state.conversation, content, options: currentOptions() };
+    // A conversation begun on this page is written by the model chosen beside "New conversation".
+    const modelSelect = byId("new-chat-model");
+    if (!state.conversation && modelSelect) frame.model = modelSelect.value;
+    if (!sendFrame(frame)) return;
     state.sendWhenUp = false;
     input.value = "";
     autosize();
@@ -476,8 +481,11 @@
       linkConversation(frame.conversation);
     }
     state.continuing = null;
-    const reply = state.reply;
+    const reply = state.reply || findArticle(frame.message);
     if (!reply) return;
+    const modelLabel = reply.querySelector(".msg-model");
+    if (modelLabel && frame.model) modelLabel.textContent = frame.model;
+    if (reply !== state.reply) return;
     if (frame.message != null) setId(reply, frame.message);
     const pendingUser = log.querySelector("article.msg-user.pending");
     if (pendingUser) {
@@ -637,7 +645,11 @@
   const HANDLERS = {
     accepted: onAccepted,
     queued: (frame) => {
-      queueState.textContent = format(t.queued, { position: frame.position });
+      if (frame.model && typeof frame.progress === "number") {
+        queueState.textContent = format(t.waitingForModel, { model: frame.model, percent: Math.round(frame.progress * 100) });
+      } else {
+        queueState.textContent = format(t.queued, { position: frame.position });
+      }
     },
     token: onToken,
     done: onDone,

@@ -43,6 +43,9 @@ class Command(BaseCommand):
         parser.add_argument("--ctx", type=int, default=None, metavar="N", help="context length (default: 4096)")
         parser.add_argument("--n-gpu-layers", type=int, default=None, metavar="N",
                             help="layers on the GPU (-1: all; default: the largest that fits)")
+        parser.add_argument("--parallel", type=int, default=1, metavar="N",
+                            help="sequences at once, each with a KV cache of --ctx tokens (this site's "
+                                 "LLMSITE_PARALLEL slots, llama-server's --parallel with -c N times --ctx)")
         parser.add_argument("--kv-type", choices=KV_TYPES, default="f16")
         parser.add_argument("--flash-attn", action="store_true", default=None,
                             help="flash attention on (default: the runtime's)")
@@ -53,12 +56,16 @@ class Command(BaseCommand):
         ctx = o["ctx"] if o["ctx"] is not None else 4096
         if not 1 <= ctx <= 10_000_000:
             raise CommandError("--ctx must be between 1 and 10,000,000.")
+        parallel = o["parallel"]
+        if not 1 <= parallel <= 256:
+            raise CommandError("--parallel must be between 1 and 256.")
         if o["n_gpu_layers"] is not None and o["n_gpu_layers"] < -1:
             raise CommandError("--n-gpu-layers must be -1 (all) or a number of layers.")
         hardware = self._hardware(o)
         profile = est.RUNTIMES[o["runtime"]]
         flash = o["flash_attn"] if o["flash_attn"] is not None else profile.flash_attn and hardware.has_gpu
-        runtime = est.Runtime(n_ctx=ctx, kv_type=o["kv_type"], flash_attn=flash, n_gpu_layers=o["n_gpu_layers"],
+        runtime = est.Runtime(n_ctx=ctx * parallel, n_seq=parallel, kv_type=o["kv_type"], flash_attn=flash,
+                              n_gpu_layers=o["n_gpu_layers"],
                               swa_full=profile.swa_full, n_batch=profile.n_batch, n_ubatch=profile.n_ubatch,
                               vram_margin=profile.vram_margin, expert_offload=profile.expert_offload)
         result = est.estimate(arch, quant_name, runtime, hardware)

@@ -49,9 +49,12 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=None, metavar="N",
                             help="CPU threads (default: llama-cpp-python's, half the cores to decode and all of "
                                  "them for prompts); give workers that share a machine their own share")
-        parser.add_argument("--parallel", type=int, default=1, metavar="N",
+        parser.add_argument("--parallel", type=int, default=settings.LLMSITE_PARALLEL, metavar="N",
                             help="replies this worker writes at once, each with its own n_ctx of KV cache "
-                                 "(default 1: the site's pool does not yet pick workers by free slots)")
+                                 "(default: LLMSITE_PARALLEL, %(default)s)")
+        parser.add_argument("--pin", action="store_true",
+                            help="keep this model loaded: never load another model for a conversation that "
+                                 "uses one (without it, the worker loads any model of its folder on demand)")
         parser.add_argument("--name", default=default_name(),
                             help="how the site shows this worker (default: host-pid, %(default)s)")
 
@@ -71,11 +74,11 @@ class Command(BaseCommand):
                 "parallel": options["parallel"],
             }
             LoadSettings(**load_settings)  # what the worker would refuse, refused before Redis is asked
-            asyncio.run(self.serve(load_settings, options["name"]))
+            asyncio.run(self.serve(load_settings, options["name"], options["pin"]))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
 
-    async def serve(self, load_settings: dict, name: str) -> None:
+    async def serve(self, load_settings: dict, name: str, pin: bool = False) -> None:
         from channels.layers import get_channel_layer
 
         stop = asyncio.Event()
@@ -84,7 +87,7 @@ class Command(BaseCommand):
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
         worker = RemoteWorker(get_channel_layer(), load_settings, name=name,
-                              announce_s=settings.LLMSITE_WORKER_ANNOUNCE_MS / 1000, report=self.report)
+                              announce_s=settings.LLMSITE_WORKER_ANNOUNCE_MS / 1000, report=self.report, pin=pin)
         self.name = name
         # Never REDIS_URL itself: it may carry Redis's password.
         self.stdout.write(f"Worker {name}: loading {load_settings['file_name']} for "

@@ -1,8 +1,11 @@
 """One reply's life on the web side: worker events in, database writes and channel-layer broadcasts out.
 
+It lives beside the consumer, not in chat/worker/: the worker package never imports chat.services or
+chat.models. `start()` makes the reply's Job and task and hands the Job to the manager.
+
 The task runs whether or not a browser is connected: closing the tab does not stop a reply (Stop does).
 Group messages on `reply-<id>` (consumers turn them into protocol frames):
-    reply.queued {message, position}   reply.token {message, text, end}
+    reply.queued {message, position, model, progress}   reply.token {message, text, end}
     reply.done {message, status, stats, end}   reply.error {message, code, text}
 `end` is the length of the reply's text after this event, so a consumer that resumes from a snapshot drops
 what it already sent, and one that missed a broadcast (a full channel) notices the gap and fills it.
@@ -20,6 +23,24 @@ from chat import services
 from chat.worker.manager import FLUSH_INTERVAL_S, Job, reply_group
 
 logger = logging.getLogger(__name__)
+
+
+_tasks: set[asyncio.Task] = set()  # references, so running reply tasks are not garbage-collected
+
+
+def start(manager, message_id: int, messages: list, options: dict, meta: dict) -> Job:
+    """Start writing a reply: its Job goes to `manager` (the local WorkerManager or the Redis WorkerPool),
+    its events to a task that stores and broadcasts it. Call from the event loop; the caller listens on
+    the group `reply_group(message_id)`, which it must join first. meta: conversation, model_file, load."""
+    loop = asyncio.get_running_loop()
+    job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
+              conversation=meta.get("conversation"), model_file=meta.get("model_file") or "", load=meta.get("load"),
+              text=meta.get("prefix", ""))  # a continued reply's text so far
+    task = loop.create_task(Reply(manager, job, meta).run())
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    manager.submit(job)
+    return job
 
 
 class Reply:
@@ -68,7 +89,8 @@ class Reply:
                         last_flush = time.monotonic()
                 elif kind == "queued":
                     await self.send({"type": "reply.queued", "message": job.message_id,
-                                     "position": event["position"]})
+                                     "position": event["position"], "model": event.get("model"),
+                                     "progress": event.get("progress")})
                 elif kind == "started":
                     self.started_at = event["at"]
                     # A remote worker says what it has loaded; the built-in one is asked.
@@ -109,7 +131,8 @@ class Reply:
         stats = self.stats(event.get("stats") or {})
         status = event.get("status", "complete")
         await self.wait_flushed()
-        await services.finish_reply(job.message_id, job.text, status, stats)
+        await services.finish_reply(job.message_id, job.text, status, stats,
+                                    model_file=self.loaded.get("file_name", ""))
         job.finished = True  # after the final write: a consumer that resumes now reads the database
         public = {k: stats[k] for k in ("tokens", "ttft_ms", "tokens_per_s")}
         await self.send({"type": "reply.done", "message": job.message_id, "status": status, "stats": public,
@@ -125,7 +148,8 @@ class Reply:
         job = self.job
         stats = self.stats({"tokens": job.tokens})
         await self.wait_flushed()
-        await services.finish_reply(job.message_id, job.text, "error", stats, error=event.get("message", ""))
+        await services.finish_reply(job.message_id, job.text, "error", stats, error=event.get("message", ""),
+                                    model_file=self.loaded.get("file_name", ""))
         job.finished = True
         await self.send({"type": "reply.error", "message": job.message_id, "code": event.get("code", "error"),
                          "text": event.get("message", ""), "end": len(job.text)})

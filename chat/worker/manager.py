@@ -392,6 +392,8 @@ def start_reply_task(manager, message_id: int, messages: list, options: dict, me
     loop = asyncio.get_running_loop()
     job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
               conversation=meta.get("conversation"))
+    if meta.get("events") == "caller":  # the OpenAI API (chat/openai_api) reads job.events itself
+        return job
     task = loop.create_task(Reply(manager, job, meta).run())
     tasks.add(task)  # a reference, so the task is not garbage-collected while it runs
     task.add_done_callback(tasks.discard)

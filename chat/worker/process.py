@@ -245,6 +245,9 @@ class Worker:
                 repeat_penalty=options.get("repeat_penalty", 1.1),
                 max_tokens=options.get("max_tokens", 512),
                 seed=options.get("seed"),
+                stop=options.get("stop") or [],  # the OpenAI API's options; the chat sends none of these
+                frequency_penalty=options.get("frequency_penalty") or 0.0,
+                presence_penalty=options.get("presence_penalty") or 0.0,
             )
             for chunk in chunks:
                 choice = chunk["choices"][0]

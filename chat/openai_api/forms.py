@@ -9,6 +9,7 @@ class ApiKeyForm(forms.ModelForm):
         model = ApiKey
         fields = ["name", "store_conversations"]
         labels = {"name": _("Name"), "store_conversations": _("Store calls as conversations")}
+        error_messages = {"name": {"required": _("Give the key a name.")}}
         help_texts = {"name": _("Where you will use it, e.g. “laptop editor”."),
                       "store_conversations": _("Off: calls made with this key are not kept. On: each call is kept as "
                                                "a conversation in your chat.")}

@@ -94,6 +94,12 @@ async def _authenticate(request):
     return key
 
 
+@csrf_exempt
+async def not_found(request):
+    return ApiError(404, f"There is no {request.path} here: this API offers GET /v1/models and "
+                         "POST /v1/chat/completions.", "not_found").response(request)
+
+
 # --- models -------------------------------------------------------------------------------------------------
 async def served_models() -> list[str]:
     """Model files people may use now: those live workers serve (Redis), or the one the site's worker has

@@ -299,7 +299,9 @@ def test_a_client_that_disconnects_frees_the_worker_at_once(api_site, model):
     streams[0].close()
     thread.join(timeout=60)
     streams[1].close()
-    assert waited["first_token_at"] - closed_at < 1.5  # the freed slot took the waiting reply at once
+    # The freed slot took the waiting reply (the other long reply still had most of its 2000 tokens to go); how
+    # soon depends on how busy the machine is: on a quiet one well under a second.
+    assert waited["first_token_at"] - closed_at < 20
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         records = api_replies(api_site, "holder1")
@@ -308,8 +310,8 @@ def test_a_client_that_disconnects_frees_the_worker_at_once(api_site, model):
         time.sleep(0.2)
     [record] = records
     assert record["status"] == "stopped" and record["streamed"]
-    # Stopped in the worker, not written on to the end: tokens past what the client read are those in flight.
-    assert record["completion_tokens"] < len(received) + 60 < 2000
+    # Stopped in the worker within a token: it wrote what the client read, plus the few already on the way.
+    assert len(received) <= record["completion_tokens"] <= len(received) + 5
 
 
 def test_cors_is_off_unless_the_setting_lists_the_origin(api_site):

@@ -122,6 +122,8 @@ def test_staff_revoke_a_key_in_the_admin_and_see_api_replies_on_the_models_page(
     api_row = page.locator("#recent-replies tr.reply-row[data-via=api]", has_text="agent on the desk").first
     expect(api_row).to_contain_text("keyholder")
     expect(api_row.locator(".via-api")).to_have_text("API")
+    # The call that "laptop editor" stored as a conversation is listed once, as an API reply, not also as a chat.
+    expect(page.locator("#recent-replies tr.reply-row[data-via=chat]", has_text="keyholder")).to_have_count(0)
     screenshots(page, output_dir, "api-models-page-replies")
 
     page.goto(key_site.url + "/admin/openai_api/apikey/")

@@ -9,7 +9,9 @@ from chat.openai_api.models import ApiReply
 def recent_replies(limit: int = 15) -> list[dict]:
     """The `limit` latest finished replies: when, whose, which model, tokens, speed, and how they came (chat or
     API, with the key's name). Never their text."""
+    stored_api_calls = ApiReply.objects.filter(conversation__isnull=False).values("conversation")
     chat = (Message.objects.filter(role=Role.ASSISTANT, finished_at__isnull=False)
+            .exclude(conversation__in=stored_api_calls)  # an API call its key stored: listed once, as API
             .select_related("conversation__owner").order_by("-finished_at")[:limit])
     api = ApiReply.objects.select_related("owner", "key").order_by("-created_at")[:limit]
     rows = [{"at": m.finished_at, "person": m.conversation.owner.get_username(), "model": m.conversation.model_file,

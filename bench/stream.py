@@ -382,9 +382,9 @@ def report(results: list[Result], args) -> None:
             print(f"api vs WebSocket, same server and worker: decode {decode_vs_site:.3f}x, "
                   f"TTFT {api.median('ttft_ms') - site.median('ttft_ms'):+.1f} ms (median), "
                   f"{min(x.ttft_ms for x in api.runs) - min(x.ttft_ms for x in site.runs):+.1f} ms (best runs)")
-            ttft_gap = abs(api.median("ttft_ms") - site.median("ttft_ms"))
+            ttft_gap = api.median("ttft_ms") - site.median("ttft_ms")  # sooner than the WebSocket is no failure
             checks += [("api >= 0.97 x direct decode", api.median("decode_tps") >= 0.97 * direct.median("decode_tps")),
-                       ("api TTFT within 20 ms of the WebSocket's", ttft_gap < 20)]
+                       ("api TTFT at most 20 ms over the WebSocket's", ttft_gap < 20)]
         for name, ok in checks:
             print(f"  {'PASS' if ok else 'FAIL'}  {name}")
 

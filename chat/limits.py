@@ -22,10 +22,11 @@ CLOSE_TOO_MANY_FRAMES = 4408  # after an `error` frame: this socket sent frames 
 
 
 class LimitExceeded(Exception):
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, retry_after: int = 1):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after = retry_after  # seconds, for the OpenAI API's Retry-After header
 
 
 def rate_per_minute() -> int:
@@ -180,7 +181,7 @@ def admit(user_id: int, *, running=_running, now: float | None = None) -> Ticket
         if len(recent) >= rate:
             wait = max(1, int(recent[0] + WINDOW_S - now + 0.999))
             raise LimitExceeded("rate_limited", f"Too many messages: at most {rate} a minute. "
-                                                f"Try again in {wait} s.")
+                                                f"Try again in {wait} s.", retry_after=wait)
         slots = _in_flight.setdefault(user_id, set())
         for ticket in [t for t in slots if t.message_id is not None and not running(t.message_id)]:
             slots.discard(ticket)

@@ -17,6 +17,7 @@ from advisor.hardware import detect_gpus
 from chat import worker as chat_worker
 from chat.forms import ModelLoadForm
 from chat.models import ModelConfig
+from chat.openai_api.activity import recent_replies
 from chat.views import staff_required
 from chat.worker import worker_status
 from chat.worker.offload import estimate_offload
@@ -89,6 +90,7 @@ def models_context(request, bound_form: ModelLoadForm | None = None) -> dict:
         "gpus": gpus,
         "worker": status,
         "bound_form": bound_form,
+        "recent_replies": recent_replies(),
         "models_config": {"statusUrl": reverse("chat:models_status"), "worker": status,
                           "workersUrl": reverse("chat:models_workers") if status.get("mode") == "redis" else None},
     }

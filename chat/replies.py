@@ -31,14 +31,16 @@ _tasks: set[asyncio.Task] = set()  # references, so running reply tasks are not 
 def start(manager, message_id: int, messages: list, options: dict, meta: dict) -> Job:
     """Start writing a reply: its Job goes to `manager` (the local WorkerManager or the Redis WorkerPool),
     its events to a task that stores and broadcasts it. Call from the event loop; the caller listens on
-    the group `reply_group(message_id)`, which it must join first. meta: conversation, model_file, load."""
+    the group `reply_group(message_id)`, which it must join first. meta: conversation, model_file, load, and
+    `events: "caller"` for a caller that reads the job's events itself (no task, nothing stored)."""
     loop = asyncio.get_running_loop()
     job = Job(message_id=message_id, messages=messages, options=options, loop=loop,
               conversation=meta.get("conversation"), model_file=meta.get("model_file") or "", load=meta.get("load"),
               text=meta.get("prefix", ""))  # a continued reply's text so far
-    task = loop.create_task(Reply(manager, job, meta).run())
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    if meta.get("events") != "caller":  # the OpenAI API (chat/openai_api) reads job.events itself
+        task = loop.create_task(Reply(manager, job, meta).run())
+        _tasks.add(task)
+        task.add_done_callback(_tasks.discard)
     manager.submit(job)
     return job
 

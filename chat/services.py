@@ -115,6 +115,19 @@ def _apply_system(conversation: Conversation, options: dict, model: str | None =
     conversation.save()
 
 
+def ensure_model_started(model_file: str = "", after_unload: bool = True) -> None:
+    """Start the worker with the model a reply needs, unless a model is loaded or loading. A model staff pinned
+    (kept in the database across restarts) is loaded whatever is asked."""
+    manager = get_manager()
+    default = default_load_settings()
+    pinned = manager.status().get("pinned")
+    if default.get("pinned") or pinned or not model_file:
+        load = default if default.get("pinned") or not pinned else load_settings_for(pinned)
+    else:
+        load = load_settings_for(model_file)
+    manager.ensure_started(after_unload=after_unload, load=load)
+
+
 def available_models() -> list[str]:
     """The models a person may choose for a new conversation (files here, or what Redis workers serve)."""
     try:

@@ -13,6 +13,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from chat.limits import CoolingDownGate  # noqa: E402
+from chat.openai_api.asgi import ApiRouter  # noqa: E402
 from chat.origin import SameOriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from llmsite.health import HealthzCache  # noqa: E402
@@ -27,7 +28,7 @@ if settings.REDIS_URL:
 # HTTP and WebSocket see the same client address (a trusted proxy's X-Forwarded-For, or the peer).
 application = ClientAddressMiddleware(ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": ApiRouter(django_asgi_app),  # /v1/: the OpenAI-compatible API, on a handler of its own
         # Scheme, host and port of the Origin, not just its host name (AllowedHostsOriginValidator): see chat/origin.py.
         "websocket": SameOriginValidator(CoolingDownGate(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
     }

@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "channels",
     "advisor",
     "chat",
+    "chat.openai_api",  # the OpenAI-compatible API (/v1/) and personal API keys
     "accounts",  # after django.contrib.auth: its admin replaces the User admin
     "downloads",  # getting GGUF files into the models folder (Hugging Face or a plain HTTPS URL)
 ]
@@ -249,6 +250,12 @@ LLMSITE_MAX_CONNECTIONS_PER_USER = env_int("LLMSITE_MAX_CONNECTIONS_PER_USER", 8
 # the site, and its person's new sockets are refused for LLMSITE_FLOOD_COOLDOWN_S (README: "Limits").
 LLMSITE_FRAMES_PER_SECOND = env_int("LLMSITE_FRAMES_PER_SECOND", 5, minimum=1, maximum=100_000)
 LLMSITE_FRAME_BURST = env_int("LLMSITE_FRAME_BURST", 30, minimum=1, maximum=1_000_000)
+# Origins (https://app.example.lan) whose pages may call /v1/ from a browser; none: CORS stays off.
+LLMSITE_API_CORS_ORIGINS = env_list("LLMSITE_API_CORS_ORIGINS", [])
+for _origin in LLMSITE_API_CORS_ORIGINS:
+    if not _origin.startswith(("http://", "https://")) or _origin.rstrip("/") != _origin:
+        raise ImproperlyConfigured(
+            f"LLMSITE_API_CORS_ORIGINS entries must be origins like https://host:port; got {_origin!r}.")
 LLMSITE_FLOOD_COOLDOWN_S = env_int("LLMSITE_FLOOD_COOLDOWN_S", 10, minimum=0, maximum=3600)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -17,8 +17,10 @@ urlpatterns = [
     path("api/advisor/", include("advisor.api_urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("setup/", accounts_views.setup, name="setup"),
+    path("accounts/api-keys/", include("chat.openai_api.account_urls")),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("chat/models/downloads/", include("downloads.urls")),
     path("chat/", include("chat.urls")),
+    path("v1/", include("chat.openai_api.urls")),
 ]

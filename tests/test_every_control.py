@@ -620,7 +620,27 @@ def invited_person(walk: Walk, link: str) -> None:
         walk.goto("/chat/models/", status=403)
         expect(page.locator("h1")).to_have_text("Not allowed")
         walk.step("403 page")
+    api_keys(walk)
     sign_out(walk)
+
+
+def api_keys(walk: Walk) -> None:
+    """The account's API keys page: make one (shown once), store calls, stop storing, revoke."""
+    page = walk.page
+    page.click("#api-keys-link")
+    page.wait_for_url(re.compile(r"/accounts/api-keys/$"))
+    page.fill("#id_name", "walk key")
+    page.click("#create-key-button")
+    expect(page.locator("#new-key-value")).to_contain_text("llms-")
+    walk.step("api key created")
+    row = page.locator("tr.api-key-row", has_text="walk key")
+    row.locator(".store-button").click()
+    expect(page.locator(".messages")).to_contain_text("now kept as conversations")
+    row.locator(".store-button").click()
+    expect(page.locator(".messages")).to_contain_text("no longer kept")
+    row.locator(".revoke-button").click()
+    expect(row.locator(".badge")).to_have_text("revoked")
+    walk.step("api key revoked")
 
 
 def signup_and_approval(walk: Walk) -> None:

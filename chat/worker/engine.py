@@ -107,6 +107,7 @@ class Engine:
     def submit(self, job: int, messages: list, options: dict | None = None, conversation=None) -> Reply:
         """Queue a reply; it starts at the next step with a free slot. ContextTooLong if it cannot fit."""
         tokens, stops = self.prompt_tokens(messages)
+        stops += [s for s in (options or {}).get("stop") or () if s]  # the OpenAI API's `stop` strings
         if len(tokens) >= self.n_ctx:
             raise ContextTooLong(len(tokens))
         reply = Reply(job=job, prompt=tokens, options=dict(options or {}), stops=stops,
@@ -264,11 +265,13 @@ class Engine:
         chain = native.llama_sampler_chain_init(params)
         temperature = float(options.get("temperature", 0.7))
         repeat = float(options.get("repeat_penalty", 1.1))
-        if repeat != 1.0:
+        frequency = float(options.get("frequency_penalty") or 0.0)  # the OpenAI API's penalties
+        presence = float(options.get("presence_penalty") or 0.0)
+        if repeat != 1.0 or frequency or presence:
             # The 0.3.36 binding declares a leading n_vocab that the C function no longer has: on x86-64
             # and arm64 the first two ints go in registers, so the C side reads the first one as last_n.
             native.llama_sampler_chain_add(
-                chain, native.llama_sampler_init_penalties(PENALTY_LAST_N, PENALTY_LAST_N, repeat, 0.0, 0.0))
+                chain, native.llama_sampler_init_penalties(PENALTY_LAST_N, PENALTY_LAST_N, repeat, frequency, presence))
         if temperature <= 0:
             native.llama_sampler_chain_add(chain, native.llama_sampler_init_greedy())
         else:

@@ -250,16 +250,22 @@ class Worker:
                 "repeat_penalty": options.get("repeat_penalty", 1.1),
                 "max_tokens": options.get("max_tokens", 512),
                 "seed": options.get("seed"),
+                # The OpenAI API's options; the chat sends none of these.
+                "frequency_penalty": options.get("frequency_penalty") or 0.0,
+                "presence_penalty": options.get("presence_penalty") or 0.0,
             }
+            extra_stops = list(options.get("stop") or [])
             continuing = bool(messages) and messages[-1]["role"] == "assistant"
             if continuing:  # go on with the last reply (cut at the length limit): the same message, more text
                 from chat.worker.engine import chat_prompt
 
                 prompt, added_special, stops = chat_prompt(llama, messages)
                 tokens = llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
-                chunks = llama.create_completion(prompt=tokens, stream=True, stop=stops, **sampling)
+                chunks = llama.create_completion(prompt=tokens, stream=True, stop=[*stops, *extra_stops],
+                                                **sampling)
             else:
-                chunks = llama.create_chat_completion(messages=messages, stream=True, **sampling)
+                chunks = llama.create_chat_completion(messages=messages, stream=True, stop=extra_stops,
+                                                      **sampling)
             for chunk in chunks:
                 choice = chunk["choices"][0]
                 text = choice.get("text") if continuing else choice.get("delta", {}).get("content")

@@ -1,0 +1,10 @@
+from django.urls import path, re_path
+
+from chat.openai_api import views
+
+app_name = "openai_api"
+urlpatterns = [
+    path("models", views.models, name="models"),
+    path("chat/completions", views.chat_completions, name="chat_completions"),
+    re_path(r"^", views.not_found),  # anything else under /v1/: a 404 in OpenAI's shape, not the site's page
+]

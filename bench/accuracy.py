@@ -7,11 +7,18 @@ to 32768, with and without flash attention (and, for Gemma's sliding-window laye
 reads what llama.cpp reports for its model, KV and compute buffers, and prints for each:
 
 - ours: advisor.estimate;
-- Ollama: its memory estimator as described in ollama/ollama llm/memory.go (EstimateGPULayers) and
-  fs/ggml/ggml.go (GraphSize): weights = block layers + output layer (or token_embd when tied);
-  KV = 2 bytes x n_ctx x n_layer x (key + value head dims) x KV heads, with Gemma 3's window layers at
-  (window + batch) cells; graph = its per-architecture "full offload" formula, batch = min(n_ctx, 512).
-  Re-implemented here from that description, in our own code;
+- Ollama: the memory estimate Ollama v0.12.10 makes for a CPU-only load (the last release with that
+  estimator: llm/memory.go and fs/ggml/ggml.go, tag v0.12.10 of github.com/ollama/ollama, read 2026-12-05).
+  With no GPU, llamaServer.Load calls verifyCPUFit, which asks estimateGPULayers(nil, ...) for its
+  TotalSize: every blk.N tensor plus its KV cache, plus output_norm and output (token_embd standing in for
+  a tied output). KV = 2 bytes (f16) x n_ctx x (key + value head dims) x KV heads per layer, batch =
+  min(n_ctx, 512). No compute graph is counted on that path: GraphSize's "full offload" and "partial
+  offload" formulas are added only to a GPU's allocation, so they are not compared with llama.cpp's CPU
+  compute buffer here (the GPU formulas would need a GPU figure from llama.cpp; this machine has none).
+  Gemma 3 is n/a: v0.12.10 runs it on the Ollama engine (OllamaEngineRequired), which sizes memory by
+  reserving its own Go-built graph on the ggml backend, not by a formula we could re-express. Since
+  v0.30 Ollama runs GGML models on llama-server and leaves the fit to llama.cpp itself (llm/llama_server.go
+  at v0.33.0-rc2, where GraphSize has no caller left). Re-expressed here in our own code from that reading;
 - calculator: the rule of thumb of Substratus' "Calculating GPU memory for serving LLMs"
   (https://www.substratus.ai/blog/calculating-gpu-memory-for-llm/): M = P x 4 bytes / (32 / Q) x 1.2,
   Q the bits of the quantization's name (4 for Q4_1 and Q4_K_M), a total only.
@@ -46,27 +53,17 @@ def model_paths() -> list[Path]:
     return paths
 
 
-def ollama(info, cfg) -> dict[str, float]:
-    """Ollama's estimate of the three buffers, bytes."""
+def ollama(info, cfg) -> dict[str, float | None] | None:
+    """Ollama v0.12.10's CPU-only estimate of the three buffers, bytes (None: Ollama uses no formula)."""
     a = info.architecture
-    ctx = cfg["n_ctx"]
-    batch = min(ctx, 512)
-    e, heads, kv_heads, vocab = a.n_embd, a.n_head, a.n_head_kv, a.n_vocab
-    hk, hv = a.head_k, a.head_v
+    if a.arch in ("gemma3", "gemma3n", "qwen3", "qwen3moe", "gptoss", "llama4", "mistral3"):
+        return None                                   # the Ollama engine measures its own graph instead
+    ctx = cfg["n_ctx"]                                # x numParallel, 1 here
     s = a.sizes()
-    # repeating layers + the output layer, or token_embd standing in for a tied output
+    # blk.N + output_norm + output, or token_embd standing in for a tied output
     weights = sum(s.layer_bytes) + sum(s.layer_expert_bytes) + (s.output_bytes or s.token_embd_bytes) + s.other_bytes
-    per_layer = []
-    for il in range(a.n_layer):
-        cells = ctx
-        if a.arch == "gemma3" and (il + 1) % 6 != 0:
-            cells = a.sliding_window + batch          # Ollama: numParallel x window + batch
-        per_layer.append(2 * cells * (hk + hv) * kv_heads)
-    if a.arch in ("gemma", "gemma2", "gemma3"):
-        graph = max(4 * batch * (e + vocab), 4 * batch * (2 + ctx + ctx * heads + 2 * e + 2 * hk * heads))
-    else:  # llama
-        graph = max(4 * batch * (1 + 4 * e + ctx * (1 + heads)), 4 * batch * (e + vocab))
-    return {"weights": weights, "kv cache": sum(per_layer), "compute": graph}
+    kv = a.n_layer * 2 * ctx * (a.head_k + a.head_v) * a.n_head_kv
+    return {"weights": weights, "kv cache": kv, "compute": 0.0}   # the CPU path adds no graph
 
 
 def calculator(info) -> float:
@@ -84,7 +81,7 @@ def main() -> None:
     print("MiB as llama.cpp reports them (CPU backend, this machine)\n")
     print(header)
     print("-" * len(header))
-    worst = {"ours": 0.0, "ollama": 0.0, "calc": 0.0}
+    worst = {"ours": 0.0, "ollama weights+kv": 0.0, "calc": 0.0}
     speed_rows = []
     for path in model_paths():
         rows, speed = compare(path)
@@ -101,22 +98,32 @@ def main() -> None:
                 r = parts[what]
                 total_truth += r["llama_cpp"]
                 total_ours += r["estimate"]
-                o = theirs[what]
                 worst["ours"] = max(worst["ours"], abs(r["error"]))
-                worst["ollama"] = max(worst["ollama"], abs((o - r["llama_cpp"]) / r["llama_cpp"]))
+                if theirs is None:
+                    o_text = f"{'n/a':>10} {'':>7}"
+                else:
+                    o = theirs[what]
+                    o_text = f"{o / MIB:10.2f} {_err(o, r['llama_cpp'])}"
+                    if what != "compute":
+                        worst["ollama weights+kv"] = max(worst["ollama weights+kv"],
+                                                         abs((o - r["llama_cpp"]) / r["llama_cpp"]))
                 print(f"{case:<46} {what:<9} {r['llama_cpp'] / MIB:10.2f} {r['estimate'] / MIB:10.2f} "
-                      f"{_err(r['estimate'], r['llama_cpp'])} {o / MIB:10.2f} {_err(o, r['llama_cpp'])}")
+                      f"{_err(r['estimate'], r['llama_cpp'])} {o_text}")
             if "repack" in parts:
                 total_truth += parts["repack"]["llama_cpp"]
                 total_ours += parts["repack"]["estimate"]
             calc = calculator(info)
-            o_total = sum(theirs.values())
             worst["calc"] = max(worst["calc"], abs((calc - total_truth) / total_truth))
+            if theirs is None:
+                o_text = f"{'n/a':>10} {'':>7}"
+            else:
+                o_total = sum(theirs.values())
+                o_text = f"{o_total / MIB:10.2f} {_err(o_total, total_truth)}"
             print(f"{case:<46} {'total':<9} {total_truth / MIB:10.2f} {total_ours / MIB:10.2f} "
-                  f"{_err(total_ours, total_truth)} {o_total / MIB:10.2f} {_err(o_total, total_truth)} "
-                  f"{calc / MIB:10.2f} {_err(calc, total_truth)}")
+                  f"{_err(total_ours, total_truth)} {o_text} {calc / MIB:10.2f} {_err(calc, total_truth)}")
         print()
-    print(f"largest error per buffer: ours {worst['ours']:.1%}, Ollama {worst['ollama']:.1%}; "
+    print(f"largest error per buffer: ours {worst['ours']:.1%}, Ollama v0.12.10 CPU path on weights and KV "
+          f"{worst['ollama weights+kv']:.1%} (it counts no compute buffer on that path: -100% by design); "
           f"calculator on totals {worst['calc']:.1%}\n")
     print(f"{'speed on this CPU (llama-cpp-python defaults)':<46} {'':<13} {'measured':>9} {'ours':>9} {'ratio':>6}")
     for s in speed_rows:
@@ -124,9 +131,35 @@ def main() -> None:
               f"{s['estimate'] / s['llama_cpp']:6.2f}  calibration")
     print("\ncalibration: advisor/estimate.py's CPU speed constants (EFF_CPU_DECODE, CPU_LAYER_LATENCY_S, "
           "EFF_CPU_PROMPT,\nCPU_SIMD_FACTOR_AVX512_VNNI) were fitted on these same two models on a 2-core machine, so "
-          "these rows show\nthe fit, not a prediction: nothing is held out here. Speeds the constants were not fitted "
-          "on: bench/answers.py\n(reported setups; its rows marked c are the GPU constants' calibration).")
+          "these rows show\nthe fit, not a prediction. Speeds the constants were not fitted on: bench/answers.py "
+          "(reported setups;\nits rows marked c are the GPU constants' calibration), and the hold-out below.\n")
+    hold_out(speed_rows)
 
+
+def hold_out(speed_rows: list[dict]) -> None:
+    """Leave one model out: calibrate on the other model alone, predict the one held out.
+
+    Calibrating on one model means scaling the shipped speed model by that model's measured/estimated ratio
+    on this machine (one equation fixes one free factor: the machine's effective FLOP rate, which is what a
+    new CPU changes).  The held-out model's prediction is its shipped estimate times that factor; its ratio
+    to the measurement is what the table prints.  What stays fitted on both models: the split of a decode
+    step between FLOPs and per-layer latency (EFF_CPU_DECODE against CPU_LAYER_LATENCY_S), two constants
+    that one model's single rate cannot separate.
+    """
+    models = sorted({s["case"] for s in speed_rows})
+    if len(models) < 2:
+        print("hold-out: needs both models")
+        return
+    by = {(s["case"], s["what"]): s for s in speed_rows}
+    print(f"{'held out (calibrated on the other model)':<46} {'':<13} {'measured':>9} {'predicted':>9} {'ratio':>6}")
+    for held in models:
+        (train,) = [m for m in models if m != held]
+        for what in ("decode tok/s", "prompt tok/s"):
+            t, h = by[(train, what)], by[(held, what)]
+            scale = t["llama_cpp"] / t["estimate"]
+            predicted = h["estimate"] * scale
+            print(f"{held:<46} {what:<13} {h['llama_cpp']:9.1f} {predicted:9.1f} "
+                  f"{predicted / h['llama_cpp']:6.2f}  held out, fit on {train}")
 
 if __name__ == "__main__":
     main()

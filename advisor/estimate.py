@@ -70,16 +70,16 @@ EFF_CPU_DECODE = 0.37
 EFF_CPU_PROMPT = 0.45
 EFF_RAM = 0.75                         # share of RAM bandwidth a decode reaches when memory-bound
 CPU_FLOPS_PER_THREAD = 3.0e9 * 16      # 3 GHz x an effective 16 FLOP/cycle (AVX2 int8 dot products)
-# AVX-512: llama.cpp's x86 CPU kernels use 512-bit registers only in the matrix-matrix products of weights it
-# repacks (ggml-cpu/arch/x86/repack.cpp: ggml_gemm_q4_0_8x8_q8_0, _q4_K_8x8_q8_K, _q2_K_8x8_q8_K, IQ4_NL,
-# under __AVX512BW__ && __AVX512DQ__; read in ggml as vendored by ollama/ollama f63eea3d, 2026-05-24).  The
-# matrix-vector products of a decode step (ggml_gemv_*) and the dot products of types it does not repack
-# (ggml_vec_dot_q4_1_q8_1, _q4_K_q8_K, ...) have AVX2 code only.  So the factor speeds up prompt batches over
-# repacked weights, nothing else.  Measured on a 2-core AVX-512 VNNI VM (AMD EPYC, 2026-12-02): Gemma-3-270M
-# Q4_K_M (repacked) prompts ~715-744 tok/s against ~280 on the AVX2 machine above, while SmolLM2 Q4_1 (not
-# repacked) prompts ~260-307 against ~180 and decodes ~81 against ~57: that core is ~1.4x faster at everything,
-# and the repacked prompt gains ~2x more.  On a 2-core AVX-512 Xeon (2026-12-05, bench/accuracy.py) decode
-# ran at the AVX2 machine's rate, which the old rule (every CPU FLOP x2 on these CPUs) overestimated ~1.9x.
+# AVX-512 / VNNI: llama.cpp uses them on x86 in its matrix-matrix products, i.e. prompt batches: the repacked
+# gemm kernels (ggml-cpu/arch/x86/repack.cpp, ggml_gemm_*_8x8 under __AVX512BW__ && __AVX512DQ__) and
+# llamafile's tinyBLAS (sgemm.cpp: 512-bit F32/F16/BF16 tiles, vpdpbusd for Q8_0/Q4_0/Q5_0/IQ4_NL).  The
+# matrix-vector products of a decode step (ggml_gemv_*, ggml_vec_dot_q4_1_q8_1, _q4_K_q8_K, ...) have AVX2
+# code only (read in ggml as vendored by ollama/ollama f63eea3d, 2026-05-24), so decode keeps the AVX2 rate.
+# Measured per CPU-second (time.process_time, so time-sharing on a loaded host does not count) on this
+# project's 2-core AVX-512 VNNI Xeon, 2026-12-05: decode 50.5 (SmolLM2) and 23.2 (Gemma-3-270M) tok/s, the
+# AVX2 machine's ~57 and ~31; one-thread prompts 158 and 329 tok/s, about twice the AVX2 machine's per-thread
+# ~90 and ~140.  (A 2-core AMD EPYC VM, 2026-12-02, wall clock: decode ~81 and ~48-54, prompts ~260-307 and
+# ~715-744 with 2 threads.)
 CPU_SIMD_FACTOR_AVX512_VNNI = 2.0
 GPU_LAYER_LATENCY_S = 12e-6            # kernel launches and synchronisation per layer and token
 # A mixture-of-experts layer runs about ten more small kernels per token than a dense one (router matmul,
@@ -301,7 +301,7 @@ class Hardware:
     ram_bandwidth: float = 60e9
     cpu_threads: int = 16               # logical CPUs (os.cpu_count())
     cpu_flops_per_thread: float = CPU_FLOPS_PER_THREAD
-    cpu_gemm_factor: float = 1.0        # repacked prompt products' speed over AVX2 (CPU_SIMD_FACTOR_AVX512_VNNI)
+    cpu_prompt_factor: float = 1.0      # prompt (matrix-matrix) speed over AVX2 (CPU_SIMD_FACTOR_AVX512_VNNI)
     pcie_bandwidth: float = 25e9        # PCIe 4.0 x16 in practice
     unified_memory: bool = False        # the GPU uses part of system RAM (Apple, Strix Halo, DGX Spark, Jetson)
     gpu_memory_fraction: float | None = None  # unified memory: share the GPU may use (None: Apple's default)
@@ -705,13 +705,8 @@ class _Ctx:
         flops_per_token = self.r.prompt_flops
         ub = self.r.n_ub
         threads = rt.n_threads_batch or hw.cpu_threads
-        k = ngl if ngl < n else n
-        cpu_flops = threads * hw.cpu_flops_per_thread * EFF_CPU_PROMPT
-        if hw.cpu_gemm_factor != 1.0:
-            # the repacked share of the CPU layers' weights runs the wider kernels, the rest at the AVX2 rate
-            cpu_block = p.dense_total - p.dense_top[k] + p.expert_total - p.expert_top[k]
-            share = (p.repack_total - p.repack_top[k]) / cpu_block if cpu_block else 0.0
-            cpu_flops /= share / hw.cpu_gemm_factor + (1.0 - share)
+        # prompt batches run llama.cpp's matrix-matrix kernels, which use AVX-512 / VNNI where the CPU has them
+        cpu_flops = threads * hw.cpu_flops_per_thread * hw.cpu_prompt_factor * EFF_CPU_PROMPT
         if ngl == 0 or not self.gpu:
             return cpu_flops / flops_per_token
         t_batch = ub * flops_per_token / (hw.gpu_fp16_flops * EFF_GPU_PROMPT)

@@ -86,8 +86,8 @@ def ram_total_bytes(meminfo: str = "/proc/meminfo") -> int:
 
 @functools.cache
 def cpu_simd_factor(cpuinfo: str = "/proc/cpuinfo") -> float:
-    """How much faster than AVX2 this CPU runs llama.cpp's repacked prompt products (1.0 where unknown). Read once:
-    /proc/cpuinfo is large on big machines, and this_machine() is asked for every model row of a page."""
+    """How much faster than AVX2 this CPU runs llama.cpp's prompt (matrix-matrix) products (1.0 where unknown).
+    Read once: /proc/cpuinfo is large on big machines, and this_machine() is asked for every model row of a page."""
     try:
         with open(cpuinfo) as f:
             for line in f:
@@ -102,7 +102,8 @@ def cpu_simd_factor(cpuinfo: str = "/proc/cpuinfo") -> float:
 def this_machine(**overrides) -> est.Hardware:
     """The CPU of the machine running this code, as the estimator's Hardware (overrides win)."""
     values = dict(backend="cpu", ram_total=ram_total_bytes() or 8 * est.GIB, cpu_threads=os.cpu_count() or 2,
-                  ram_bandwidth=20e9, cpu_flops_per_thread=est.CPU_FLOPS_PER_THREAD, cpu_gemm_factor=cpu_simd_factor(),
+                  ram_bandwidth=20e9, cpu_flops_per_thread=est.CPU_FLOPS_PER_THREAD,
+                  cpu_prompt_factor=cpu_simd_factor(),
                   name="this machine")
     values.update(overrides)
     return est.Hardware(**values)

@@ -9,12 +9,15 @@ applies; any serious or critical violation fails, named with its elements. Scree
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.fresh_site import create_superuser, sign_in, start_fresh_site
+from tests.conftest import RunningSite, prepare_data_dir
+from tests.fresh_site import create_superuser, sign_in
+from tests.model_files import two_models
 
 pytestmark = pytest.mark.browser
 
@@ -35,6 +38,14 @@ RUN_AXE = """async () => {
     id: v.id, impact: v.impact, help: v.help,
     nodes: v.nodes.slice(0, 6).map((n) => ({target: n.target.join(" "), summary: n.failureSummary})),
   }));
+}"""
+
+
+# Where Tab starts from when a person comes to the page from the address bar: the top of the document.
+FOCUS_TOP = """() => {
+  document.body.tabIndex = -1;
+  document.body.focus();
+  document.body.removeAttribute("tabindex");
 }"""
 
 
@@ -90,7 +101,13 @@ class Checker:
 
 @pytest.fixture(scope="module")
 def a11y_site(tmp_path_factory):
-    running = start_fresh_site(tmp_path_factory, "accessibility")
+    """A fresh site whose models folder holds two models, so that the chat offers its model choice."""
+    data_dir = tmp_path_factory.mktemp("accessibility")
+    models = data_dir / "models"
+    two_models(models)
+    running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env={"LLMSITE_MODELS_DIR": str(models)})
+    prepare_data_dir(data_dir, running.env)
+    running.start()
     yield running
     running.stop()
 
@@ -143,6 +160,9 @@ def test_every_page_passes_axe_signed_out(a11y_site, seeded, chromium, output_di
     checker.visit(site, "/", "home")
     checker.visit(site, "/advisor/", "advisor-form")
     checker.visit(site, "/advisor/?gpu=nvidia-geforce-rtx-4060&vram_gib=8&ram_gib=32&use=chat", "advisor-answer")
+    expect(page.locator(".pick").first).to_be_visible()  # the summary of the best picks leads the answer
+    checker.visit(site, "/advisor/?gpu=nvidia-geforce-rtx-4060&vram_gib=8&ram_gib=32&use=chat&all=1",
+                  "advisor-answer-all")
     page.click("#share-answer")  # the Share button makes the permanent link and opens it
     page.wait_for_url(re.compile(r".*/advisor/r/[\w-]+/$"))
     checker.check("advisor-share")
@@ -221,6 +241,136 @@ def test_every_page_passes_axe_signed_in(a11y_site, seeded, chromium, output_dir
     context.close()
     failures = checker.failures + person.failures
     assert not failures, "\n".join(failures)
+
+
+# --- The pages built beside the first axe pass: presets, password, API keys, downloads, versions, reasoning --------
+
+
+THINKING_REPLY = "<think>Two and two: count them on fingers, that makes four.</think>Two and two make **4**."
+
+
+@pytest.fixture(scope="module")
+def newer(a11y_site, seeded) -> dict:
+    """Staff's presets (one the default), a conversation with reply versions whose last reply stopped at the length
+    limit (as chat/tests/test_versions_and_presets.py makes them), one whose reply holds a model's thinking, a
+    failed download and an API key: the rows the pages below show."""
+    output = a11y_site.manage("shell", "-c", (
+        "import json\n"
+        "from django.contrib.auth import get_user_model\n"
+        "from chat.models import Conversation, Message, Preset, Role\n"
+        "from chat.openai_api.keys import create_key\n"
+        "from downloads.models import Download\n"
+        f"staff = get_user_model().objects.get(username={STAFF!r})\n"
+        "pirate = Preset.objects.create(owner=staff, name='Pirate', system_prompt='Talk like a pirate.',\n"
+        "                               options={'temperature': 0.3, 'max_tokens': 64}, is_default=True)\n"
+        "Preset.objects.create(owner=staff, name='Terse', system_prompt='Answer in one line.')\n"
+        "conv = Conversation.objects.create(owner=staff, title='Fruit and vegetables')\n"
+        "q1 = Message.objects.create(conversation=conv, role=Role.USER, content='Name a fruit.')\n"
+        "Message.objects.create(conversation=conv, role=Role.ASSISTANT, content='Apple.', selected=False)\n"
+        "Message.objects.create(conversation=conv, role=Role.ASSISTANT, content='Pear.', parent=q1)\n"
+        "q1.selected = False\n"
+        "q1.save()\n"
+        "q2 = Message(conversation=conv, role=Role.USER, content='Name a vegetable.')\n"
+        "q2.save(first_version=True)\n"
+        "Message.objects.create(conversation=conv, role=Role.ASSISTANT, content='Leek, carrot, onion, and',\n"
+        "                       finish_reason='length', completion_tokens=8, decode_tokens_per_s=20.0, ttft_ms=90.0)\n"
+        "thinking = Conversation.objects.create(owner=staff, title='Two and two')\n"
+        "Message.objects.create(conversation=thinking, role=Role.USER, content='What is two and two?')\n"
+        f"Message.objects.create(conversation=thinking, role=Role.ASSISTANT, content={THINKING_REPLY!r})\n"
+        "failed = Download.objects.create(repo='example/missing-GGUF', file_name='missing-q4_k_m.gguf',\n"
+        "                                 state='failed', error='The hub answered 404: no such file.',\n"
+        "                                 created_by=staff)\n"
+        "row, key = create_key(staff, 'Laptop script', False)\n"
+        "print(json.dumps({'preset': pirate.pk, 'versions': conv.pk, 'thinking': thinking.pk,\n"
+        "                  'download': failed.pk, 'key': row.pk}))\n"
+    ))
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def test_the_newer_pages_pass_axe(a11y_site, seeded, newer, chromium, output_dir):
+    site = a11y_site
+    context = chromium.new_context(locale="en-US")
+    page = context.new_page()
+    checker = Checker(page, output_dir, "staff")
+    sign_in(page, site, STAFF, STAFF_PASSWORD)
+    checker.visit(site, "/chat/presets/", "presets")
+    checker.visit(site, f"/chat/presets/{newer['preset']}/", "preset-edit")
+    checker.visit(site, "/accounts/password/", "password-change")
+    checker.visit(site, "/accounts/password/done/", "password-change-done")
+    checker.visit(site, "/accounts/api-keys/", "api-keys")
+    page.fill("#id_name", "Phone app")
+    page.click("#create-key-button")
+    expect(page.locator("#new-key-value")).to_be_visible()  # the new key, shown this once
+    checker.check("api-keys-new-key")
+    checker.visit(site, "/chat/models/", "models-downloads")
+    expect(page.locator(f"tr[data-download-id='{newer['download']}'] .download-error")).to_be_visible()
+    # The download form's text fields are as wide as its URL field: a repository's name is read whole.
+    url_width = page.locator("#download-form input[name=url]").bounding_box()["width"]
+    for name in ("repo", "file_name", "sha256"):
+        width = page.locator(f"#download-form input[name={name}]").bounding_box()["width"]
+        assert abs(width - url_width) < 1, f"the {name} field is {width} px wide, the URL field {url_width} px"
+    page.locator("a.delete-model").first.click()  # a model file's Delete asks first, on a page of its own
+    page.wait_for_url(re.compile(r"/downloads/delete/\?file="))
+    checker.check("model-file-delete")
+
+    checker.visit(site, "/chat/", "chat-model-choice")
+    expect(page.locator("#new-chat-model option")).to_have_count(2)
+    page.locator(".conversation-menu > summary").first.click()  # the ⋯ menu: rename, export, a red Delete
+    expect(page.locator(".conversation-menu .danger").first).to_be_visible()
+    checker.check("chat-conversation-menu-open", widths=(1366,))
+    page.click("#chat-settings summary")
+    expect(page.locator("#preset-select")).to_be_visible()
+    checker.check("chat-settings-open")
+    checker.visit(site, f"/chat/c/{newer['versions']}/", "conversation-versions")
+    expect(page.locator("article.msg-user .version-label")).to_have_text("2/2")
+    expect(page.locator("article.msg-assistant .continue-message")).to_be_visible()
+    checker.check("conversation-versions-rendered")
+    checker.visit(site, f"/chat/c/{newer['thinking']}/", "conversation-reasoning")
+    fold = page.locator("article.msg-assistant details.reasoning")
+    expect(fold).to_be_visible()
+    fold.locator("summary").click()
+    expect(fold).to_have_attribute("open", "")
+    checker.check("conversation-reasoning-open")
+
+    checker.visit(site, "/admin/openai_api/apikey/", "admin-api-keys")
+    checker.visit(site, f"/admin/openai_api/apikey/{newer['key']}/change/", "admin-api-key")
+    checker.visit(site, "/admin/downloads/download/", "admin-downloads")
+    checker.visit(site, f"/admin/downloads/download/{newer['download']}/change/", "admin-download")
+    context.close()
+    assert not checker.failures, "\n".join(checker.failures)
+
+
+def test_the_chats_new_controls_are_reached_with_tab(a11y_site, seeded, newer, chromium, output_dir):
+    """Model choice, preset picker, the version arrows and Continue: each is reached from the keyboard alone."""
+    context = chromium.new_context(locale="en-US", viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    sign_in(page, a11y_site, STAFF, STAFF_PASSWORD)
+    page.goto(a11y_site.url + f"/chat/c/{newer['versions']}/")
+    expect(page.locator("#composer-input")).to_be_enabled(timeout=60_000)  # the socket is up: the buttons too
+    page.evaluate(FOCUS_TOP)
+    wanted = {"new-chat-model": "#new-chat-model", "chat-settings": "#chat-settings summary",
+              "version-prev": "article.msg-user .version-prev", "continue": "article.msg-assistant .continue-message"}
+    reached: list[str] = []
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        for name, selector in wanted.items():
+            if name not in reached and page.locator(selector).evaluate("n => n === document.activeElement"):
+                reached.append(name)
+        if len(reached) == len(wanted):
+            break
+    assert reached == list(wanted), f"reached with Tab, in order: {reached}"
+    # The settings open from the keyboard, and the preset picker is the next stop after their summary.
+    page.locator("#chat-settings summary").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#chat-settings")).to_have_attribute("open", "")
+    page.keyboard.press("Tab")
+    expect(page.locator("#preset-select")).to_be_focused()
+    # The arrow is pressed from the keyboard: the first question is shown again.
+    page.locator("article.msg-user .version-prev").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("article.msg-user .version-label").first).to_have_text("1/2")
+    page.screenshot(path=output_dir / "a11y-chat-keyboard-versions-1366.png")
+    context.close()
 
 
 # --- The menu button and the skip links ------------------------------------------------------------------------
@@ -309,6 +459,11 @@ def test_the_skip_link_takes_the_keyboard_to_the_chats_message_box(a11y_site, se
     sign_in(page, a11y_site, STAFF, STAFF_PASSWORD)
     page.goto(a11y_site.url + f"/chat/c/{seeded['conversation']}/")
     expect(page.locator("#composer-input")).to_be_enabled(timeout=60_000)  # the socket is up
+    # The message box has the focus when the page opens; a keyboard user who starts from the top of the page
+    # (as after Tab from the address bar) meets the skip links first. Focusing the body moves Chromium's
+    # starting point for Tab there; a plain blur() would leave it at the message box.
+    expect(page.locator("#composer-input")).to_be_focused()
+    page.evaluate(FOCUS_TOP)
     page.keyboard.press("Tab")
     expect(page.locator(":focus")).to_have_text("Skip to main content")
     expect(page.locator(":focus")).to_be_visible()

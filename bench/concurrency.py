@@ -60,9 +60,9 @@ def summary(rounds: list[tuple[float, list[float]]]) -> tuple[float, float, floa
 def ceiling(args, round_id: list) -> dict[int, tuple]:
     import llama_cpp
 
+    from advisor.modelfiles import default_model_file
     from chat.worker.engine import Engine
     from chat.worker.process import cpu_extra_buffers
-    from llmsite.modelfiles import default_model_file
 
     default_params = llama_cpp.llama_model_default_params
     if not cpu_extra_buffers():  # as the worker loads it (chat/worker/process.py: AMX)
@@ -166,7 +166,7 @@ def long_document(target_tokens: int) -> str:
     """Numbered paragraphs, about `target_tokens` tokens of SmolLM2's tokenizer (its vocabulary alone is read)."""
     import llama_cpp
 
-    from llmsite.modelfiles import default_model_file
+    from advisor.modelfiles import default_model_file
 
     vocab = llama_cpp.Llama(model_path=str(default_model_file()), vocab_only=True, verbose=False)
     paragraphs: list[str] = []

@@ -34,7 +34,7 @@ def model_file() -> tuple[str, Path]:
 
         return "gemma-3-270m-it-Q4_K_M.gguf", Path(gemma.assemble())
     except ImportError:
-        from llmsite.modelfiles import default_model_file
+        from advisor.modelfiles import default_model_file
 
         return "smollm2.gguf", default_model_file()
 

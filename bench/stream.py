@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llmsite.modelfiles import default_model_file  # noqa: E402
+from advisor.modelfiles import default_model_file  # noqa: E402
 from tests.wsclient import WebSocket  # noqa: E402
 
 PROMPTS = [

@@ -4,9 +4,17 @@ from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.utils.translation import gettext_lazy as _
 
-from chat.models import Conversation, KVType, ModelConfig, Preset
+from chat.models import PARALLEL_AUTO_STORED, Conversation, KVType, ModelConfig, Preset
 from chat.protocol import MAX_SYSTEM_CHARS, NUMBER_OPTIONS, max_tokens_cap
-from chat.worker.types import N_CTX_MAX, N_CTX_MIN, PARALLEL_MAX, LoadSettings, LoadSettingsError
+from chat.worker.types import (
+    N_CTX_MAX,
+    N_CTX_MIN,
+    PARALLEL_AUTO,
+    PARALLEL_MAX,
+    LoadSettings,
+    LoadSettingsError,
+    parse_parallel,
+)
 
 N_GPU_LAYERS_MAX = 1000
 
@@ -156,6 +164,30 @@ class NGpuLayersField(forms.CharField):
         return "auto" if value is None else value
 
 
+class ParallelField(forms.CharField):
+    """Replies at once: empty (None: LLMSITE_PARALLEL), "auto" (the slots that fit in memory), 0 (one at a
+    time, no engine) or a number of slots; parsed by the worker's own rule (chat/worker/types.py)."""
+
+    def to_python(self, value):
+        value = (super().to_python(value) or "").strip()
+        if not value:
+            return None
+        try:
+            return parse_parallel(value)
+        except LoadSettingsError:
+            raise forms.ValidationError(
+                _("Enter “auto”, 0 for one at a time, or a number of replies up to %(max)s.") % {"max": PARALLEL_MAX},
+                code="invalid") from None
+
+    def prepare_value(self, value):
+        return PARALLEL_AUTO if value == PARALLEL_AUTO_STORED else value
+
+    @staticmethod
+    def stored(value):
+        """The cleaned value as ModelConfig.parallel keeps it."""
+        return PARALLEL_AUTO_STORED if value == PARALLEL_AUTO else value
+
+
 # The worker's refusals (chat/worker/types.py LoadSettingsError codes) that the form's own fields cannot catch.
 LOAD_SETTINGS_MESSAGES = {
     "kv_needs_flash_attn": _("A %(kv_type)s KV cache needs flash attention: turn flash attention on, or use f16."),
@@ -172,10 +204,11 @@ class ModelLoadForm(forms.Form):
     n_ctx = forms.IntegerField(label=_("Context length"), min_value=N_CTX_MIN, max_value=N_CTX_MAX, initial=4096)
     flash_attn = forms.BooleanField(label=_("Flash attention"), required=False)
     kv_type = forms.ChoiceField(label=_("KV cache type"), choices=KVType.choices, initial=KVType.F16)
-    parallel = forms.IntegerField(
-        label=_("Replies at once"), required=False, min_value=0, max_value=PARALLEL_MAX,
-        help_text=_("Slots, each with its own context (empty: the site's setting; 0: one at a time, no batching)."),
-        widget=forms.NumberInput(attrs={"size": 3, "placeholder": _("default")}),
+    parallel = ParallelField(
+        label=_("Replies at once"), required=False,
+        help_text=_("Slots, each with its own context (empty: the site's setting; “auto”: as many as fit in "
+                    "memory; 0: one at a time, no batching)."),
+        widget=forms.TextInput(attrs={"size": 4, "autocomplete": "off", "placeholder": _("default")}),
     )
 
     def __init__(self, *args, file_names=(), **kwargs):

@@ -15,12 +15,13 @@ from django.views.decorators.http import require_GET, require_POST
 from advisor.gguf_info import GGUFError, read_gguf
 from advisor.hardware import detect_gpus
 from chat import worker as chat_worker
-from chat.forms import ModelLoadForm
+from chat.forms import ModelLoadForm, ParallelField
 from chat.models import ModelConfig
 from chat.openai_api.activity import recent_replies
 from chat.views import staff_required
 from chat.worker import worker_status
-from chat.worker.offload import estimate_offload
+from chat.worker.offload import auto_parallel, estimate_offload
+from chat.worker.types import PARALLEL_AUTO
 from downloads.services import status_list as download_status_list
 
 logger = logging.getLogger(__name__)
@@ -50,16 +51,22 @@ def _describe_file(path, config, gpus):
         result = estimate_offload(info.architecture, n_ctx=config.n_ctx if config else 4096,
                                   flash_attn=bool(config and config.flash_attn),
                                   kv_type=config.kv_type if config else "f16", gpus=gpus,
-                                  parallel=_parallel(config))
+                                  parallel=_parallel(config, info.architecture, gpus))
         row.update(suggested=result.n_gpu_layers, n_layers=result.n_layers, fits=result.fits)
     except Exception:  # the estimate is advice; without it the file can still be loaded
         logger.exception("Estimating %s failed", path)
     return row
 
 
-def _parallel(config) -> int:
-    """The slots a file is loaded with: its own setting, else LLMSITE_PARALLEL (0, no engine, is one cache)."""
-    parallel = config.parallel if config is not None and config.parallel is not None else settings.LLMSITE_PARALLEL
+def _parallel(config, architecture, gpus) -> int:
+    """The slots a file is loaded with: its own setting, else LLMSITE_PARALLEL (0, no engine, is one cache;
+    "auto" is what the load would choose on this server)."""
+    parallel = config.parallel_setting() if config is not None and config.parallel is not None \
+        else settings.LLMSITE_PARALLEL
+    if parallel == PARALLEL_AUTO:
+        return auto_parallel(architecture, n_ctx=config.n_ctx if config else 4096,
+                             flash_attn=bool(config and config.flash_attn),
+                             kv_type=config.kv_type if config else "f16", gpus=gpus)
     return max(1, parallel)
 
 
@@ -124,7 +131,8 @@ def model_load(request):
         ModelConfig.objects.update_or_create(
             file_name=data["file_name"],
             defaults={"n_gpu_layers": data["n_gpu_layers"], "n_ctx": data["n_ctx"], "flash_attn": data["flash_attn"],
-                      "kv_type": data["kv_type"], "parallel": data["parallel"], "is_active": True},
+                      "kv_type": data["kv_type"], "parallel": ParallelField.stored(data["parallel"]),
+                      "is_active": True},
         )
     try:
         chat_worker.get_manager().load(

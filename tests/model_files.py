@@ -9,7 +9,7 @@ import os
 import shutil
 from pathlib import Path
 
-from llmsite.modelfiles import default_model_file
+from advisor.modelfiles import default_model_file
 
 SECOND_COPY_NAME = "smollm2-copy.gguf"
 

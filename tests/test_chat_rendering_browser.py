@@ -388,7 +388,7 @@ def test_thinking_streams_folded_and_is_timed_on_the_page(rendering_site, page):
 GENERATE = """
 import json
 import llama_cpp
-from llmsite.modelfiles import default_model_file
+from advisor.modelfiles import default_model_file
 llama = llama_cpp.Llama(model_path=str(default_model_file()), n_ctx=1024, seed=7, verbose=False)
 stream = llama.create_chat_completion(
     messages=[{"role": "user", "content": "Show a Python function that adds two numbers, in a code block, "
@@ -404,7 +404,7 @@ def test_a_real_models_tokens_render_one_by_one_like_the_whole_reply(rendering_s
     The site's own path (worker, socket, chat.js) is driven by tests/test_chat_browser.py; this one needs
     only the model, so it also shows the renderer at work where the site's worker cannot run.
     """
-    from llmsite.modelfiles import default_model_file
+    from advisor.modelfiles import default_model_file
 
     if default_model_file() is None:
         pytest.skip("the default SmolLM2 model file is not installed")

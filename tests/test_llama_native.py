@@ -2,7 +2,7 @@
 
 import pytest
 
-from llmsite.modelfiles import default_model_file
+from advisor.modelfiles import default_model_file
 
 pytestmark = pytest.mark.model
 

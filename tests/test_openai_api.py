@@ -37,7 +37,7 @@ def api_site(tmp_path_factory):
     running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env=env)
     prepare_data_dir(data_dir, running.env)
     # A second file in the models folder that no worker serves (the site's one worker has SmolLM2).
-    default = running.manage("shell", "-c", "from llmsite.modelfiles import default_model_file\n"
+    default = running.manage("shell", "-c", "from advisor.modelfiles import default_model_file\n"
                                             "print(default_model_file())").strip().splitlines()[-1]
     (models / "unserved-model.gguf").symlink_to(default)
     running.start()

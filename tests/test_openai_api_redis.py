@@ -35,7 +35,7 @@ def redis_api_site(redis_server, tmp_path_factory):
            "LLMSITE_WORKER_ANNOUNCE_MS": "300", "LLMSITE_WORKER_TIMEOUT_MS": "2000"}
     running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env=env)
     prepare_data_dir(data_dir, running.env)
-    default = running.manage("shell", "-c", "from llmsite.modelfiles import default_model_file\n"
+    default = running.manage("shell", "-c", "from advisor.modelfiles import default_model_file\n"
                                             "print(default_model_file())").strip().splitlines()[-1]
     (data_dir / "models" / "unserved-model.gguf").symlink_to(default)
     running.start()

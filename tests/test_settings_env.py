@@ -29,6 +29,8 @@ def start_django(tmp_path, **env):
         ("LLMSITE_RATE_PER_MINUTE", "many"),
         ("LLMSITE_MAX_CONNECTIONS_PER_USER", "-1"),
         ("LLMSITE_MAX_TOKENS", "0"),
+        ("LLMSITE_PARALLEL", "several"),
+        ("LLMSITE_PARALLEL", "65"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_naming_the_variable(tmp_path, name, value):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmsite.modelfiles import default_model_file
+from advisor.modelfiles import default_model_file
 
 
 def _missing(message: str):

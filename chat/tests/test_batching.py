@@ -8,10 +8,10 @@ import time
 
 import pytest
 
+from advisor.modelfiles import default_model_file
 from chat.tests.conftest import Client
 from chat.worker import get_manager
 from chat.worker.transport import PipeTransport
-from llmsite.modelfiles import default_model_file
 
 MODEL = default_model_file()
 TOPICS = ["a lighthouse", "a red fox", "the moon", "a steam train"]

@@ -5,9 +5,9 @@ import queue
 
 import pytest
 
+from advisor.modelfiles import default_model_file
 from chat.tests.test_batching import run_jobs, until
 from chat.worker.transport import PipeTransport
-from llmsite.modelfiles import default_model_file
 
 MODEL = default_model_file()
 QUESTION = [{"role": "user", "content": "Write a long story about a lighthouse."}]

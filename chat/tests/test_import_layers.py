@@ -1,4 +1,5 @@
-"""The import graph (scripts/import_cycles.py): no cycles, and chat/worker/ below the rest of chat."""
+"""The import graph (scripts/import_cycles.py): no cycles, chat/worker/ below the rest of chat, and no app
+importing llmsite/ (the project package above the apps)."""
 
 import importlib.util
 from pathlib import Path
@@ -27,3 +28,20 @@ def test_the_project_has_no_import_cycle():
 def test_the_worker_package_never_imports_the_rest_of_chat():
     _cycles, problems = import_cycles.report()
     assert [p for p in problems if "chat/worker/" in p] == []
+
+
+def test_it_flags_an_app_importing_the_project_package():
+    problems = import_cycles.layer_violations({"downloads.services": {"llmsite.modelfiles", "advisor.modelfiles"},
+                                               "llmsite.serve": {"advisor.modelfiles"}})
+    assert problems == ["downloads.services imports llmsite.modelfiles: an app imports llmsite/, the project above it"]
+
+
+def test_every_app_is_in_the_graph():
+    """An app left out of APPS would be left out of both checks."""
+    apps = {path.parent.name for path in import_cycles.ROOT.glob("*/apps.py")}
+    assert apps and apps <= set(import_cycles.APPS), apps - set(import_cycles.APPS)
+
+
+def test_no_app_imports_the_project_package():
+    _cycles, problems = import_cycles.report()
+    assert [p for p in problems if "imports llmsite" in p] == []

@@ -52,7 +52,7 @@ def test_it_refuses_a_bad_thread_count(settings):
 @pytest.mark.parametrize("value", ["-1", "65"])
 def test_it_refuses_a_bad_parallel(settings, value):
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
-    with pytest.raises(CommandError, match="parallel must be a number from 0 to 64"):
+    with pytest.raises(CommandError, match="parallel must be .auto. or a number from 0 to 64"):
         call_command("llmworker", "--parallel", value, "--n-gpu-layers", "0")
 
 

@@ -10,11 +10,11 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from advisor.modelfiles import default_model_file
 from chat.forms import ModelLoadForm
 from chat.models import ModelConfig
 from chat.worker.manager import WorkerManager
 from chat.worker.types import LoadSettings, LoadSettingsError
-from llmsite.modelfiles import default_model_file
 
 pytestmark = pytest.mark.django_db
 

@@ -9,8 +9,8 @@ from django.shortcuts import resolve_url
 from django.test import Client
 from django.urls import reverse
 
+from advisor.modelfiles import default_model_file
 from chat.models import Conversation, Message, ModelConfig, Role, Status
-from llmsite.modelfiles import default_model_file
 
 pytestmark = pytest.mark.django_db
 

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
+from advisor.modelfiles import default_model_file
 from chat.worker import list_model_files
 from chat.worker.files import resolve_model_file
 from chat.worker.manager import WorkerManager
 from chat.worker.offload import auto_gpu_layers
 from chat.worker.transport import PipeTransport
-from llmsite.modelfiles import default_model_file
 from tests.gpus import install_gpus
 
 MODEL = default_model_file()

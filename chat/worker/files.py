@@ -8,7 +8,7 @@ from pathlib import Path
 from django.conf import settings
 
 from advisor.local_files import printable_name
-from llmsite.modelfiles import default_model_file, link_default_model
+from advisor.modelfiles import default_model_file, link_default_model
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chat.worker.transport import PipeTransport, Transport
-from chat.worker.types import LoadSettings
+from chat.worker.types import PARALLEL_AUTO, LoadSettings
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ class LoadSpec:
     auto: bool = False  # n_gpu_layers came from the advisor's estimate
     n_threads: int | None = None  # CPU threads; None: llama-cpp-python's (half the cores to decode, all for prompts)
     parallel: int = 0  # replies at once through the batched engine (n_ctx each); 0: one at a time, no engine
+    parallel_auto: bool = False  # parallel came from the advisor's estimate (LLMSITE_PARALLEL=auto)
 
     def command(self) -> dict:
         return {"op": "load", "path": str(self.path), "file_name": self.file_name, "n_gpu_layers": self.n_gpu_layers,
@@ -116,6 +117,7 @@ class WorkerManager:
                 "queue_length": len(self._queue),
                 "busy": bool(self._running),
                 "parallel": self._capacity(),
+                "parallel_auto": bool(spec and spec.parallel_auto),
                 "running": len(self._running),
                 "pinned": self._pinned,
                 "cached_conversations": list(self._cached_conversations),
@@ -126,10 +128,11 @@ class WorkerManager:
             }
 
     def load(self, file_name: str, *, n_gpu_layers=None, n_ctx: int = 4096, flash_attn: bool = False,
-             kv_type: str = "f16", n_threads: int | None = None, parallel: int = 0) -> None:
+             kv_type: str = "f16", n_threads: int | None = None, parallel: int | str = 0) -> None:
         """Load `file_name` from the models folder; returns at once, status() shows the progress.
 
         n_gpu_layers: a number, -1 for all, or None / "auto" for the advisor's estimate for this server.
+        parallel: slots (0: no engine), or "auto" for as many as the advisor's estimate fits in memory.
         Raises ValueError for a file that is not in the models folder or a bad setting.
         """
         from chat.worker.files import resolve_model_file
@@ -139,13 +142,19 @@ class WorkerManager:
         checked = LoadSettings(file_name, None if n_gpu_layers == "auto" else n_gpu_layers, n_ctx,
                                bool(flash_attn), kv_type, n_threads, parallel)
         n_gpu_layers = checked.n_gpu_layers
+        parallel_auto = checked.parallel == PARALLEL_AUTO
+        if parallel_auto:  # first the slots, so that auto GPU layers count their KV caches
+            from chat.worker.offload import auto_parallel_for
+
+            parallel = auto_parallel_for(path, n_ctx=n_ctx, flash_attn=bool(flash_attn), kv_type=kv_type)
         auto = n_gpu_layers is None
         if auto:
             from chat.worker.offload import auto_gpu_layers
 
             n_gpu_layers = auto_gpu_layers(path, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type,
                                            parallel=parallel)
-        spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads, parallel)
+        spec = LoadSpec(file_name, path, n_gpu_layers, n_ctx, bool(flash_attn), kv_type, auto, n_threads, parallel,
+                        parallel_auto)
         with self._lock:
             self._unloaded = False
             self._spec = spec
@@ -411,7 +420,8 @@ class WorkerManager:
         settings = dict(job.load) if job.load else {
             "file_name": job.model_file, "n_gpu_layers": None, "n_ctx": spec.n_ctx if spec else 4096,
             "flash_attn": spec.flash_attn if spec else False, "kv_type": spec.kv_type if spec else "f16",
-            "n_threads": spec.n_threads if spec else None, "parallel": spec.parallel if spec else 0}
+            "n_threads": spec.n_threads if spec else None,
+            "parallel": (PARALLEL_AUTO if spec.parallel_auto else spec.parallel) if spec else 0}
         settings.pop("pinned", None)
         logger.info("loading %s for a waiting reply (was %s)", job.model_file, spec.file_name if spec else None)
         try:

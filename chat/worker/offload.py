@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from advisor.hardware import detect_gpus, this_machine
+from chat.worker.types import AUTO_PARALLEL_RANGE
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,17 @@ def estimate_offload(architecture, *, n_ctx: int, flash_attn: bool, kv_type: str
     return estimate(architecture, None, runtime, server_hardware(gpus))
 
 
+def auto_parallel_for(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str) -> int:
+    """auto_parallel for a model file on this server; 1 when its header cannot be estimated."""
+    try:
+        from advisor.gguf_info import read_gguf
+
+        return auto_parallel(read_gguf(path).architecture, n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type)
+    except Exception:  # an estimate is a convenience: never let it stop a model from loading
+        logger.exception("could not estimate the slots for %s; loading with one", path)
+        return 1
+
+
 def auto_gpu_layers(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str, parallel: int = 1) -> int:
     """Layers to offload: 0 (CPU only) when no GPU is found or the file cannot be estimated."""
     gpus = detect_gpus()
@@ -56,6 +68,43 @@ def auto_gpu_layers(path: Path, *, n_ctx: int, flash_attn: bool, kv_type: str, p
     except Exception:  # an estimate is a convenience: never let it stop a model from loading
         logger.exception("could not estimate n_gpu_layers for %s; loading on the CPU", path)
         return 0
+
+
+def slots_that_fit(budget_bytes: int, bytes_for_slots, *, low: int = AUTO_PARALLEL_RANGE[0],
+                   high: int = AUTO_PARALLEL_RANGE[1]) -> int:
+    """`parallel = auto`: the most slots whose memory fits the budget, from `low` to `high`.
+
+    bytes_for_slots(n) is the memory the loaded model needs with n slots (weights, n KV caches of n_ctx tokens,
+    compute buffers); `low` slots are kept even when nothing fits (the load then fails or spills as it would
+    with a number given by hand)."""
+    best = low
+    for n in range(low, high + 1):
+        if bytes_for_slots(n) > budget_bytes:
+            break
+        best = n
+    return best
+
+
+def auto_parallel(architecture, *, n_ctx: int, flash_attn: bool, kv_type: str, gpus=None) -> int:
+    """The slots the advisor's estimate fits on this server: beside the whole model in the GPU's free memory
+    when a GPU is found (a model that does not fit the GPU whole gets the minimum, 1), else in the RAM the
+    advisor counts as usable (total less its reserve for the system)."""
+    from advisor.estimate import Runtime, estimate
+
+    hardware = server_hardware(gpus)
+    on_gpu = hardware.has_gpu
+
+    def needed(n: int) -> int:
+        runtime = Runtime(n_ctx=n_ctx * n, n_seq=n, flash_attn=flash_attn, kv_type=kv_type,
+                          n_gpu_layers=-1 if on_gpu else 0)
+        result = estimate(architecture, None, runtime, hardware)
+        return result.gpu_bytes if on_gpu else result.cpu_bytes
+
+    budget = hardware.ram_usable
+    if on_gpu:  # usable GPU memory after the estimator's safety margin
+        budget = estimate(architecture, None, Runtime(n_ctx=n_ctx, flash_attn=flash_attn, kv_type=kv_type,
+                                                      n_gpu_layers=-1), hardware).gpu_budget_bytes
+    return slots_that_fit(budget, needed)
 
 
 def gpu_name(n_gpu_layers: int) -> str:

@@ -173,6 +173,7 @@ class RemoteWorker:
             "models": self.model_files(),
             "pinned": bool(status.get("pinned")),
             "slots": status["parallel"],
+            "slots_auto": status["parallel_auto"],
             "running": status["running"],
             "conversations": status["cached_conversations"],
             "kv_bytes": status.get("kv_bytes"),

@@ -13,6 +13,8 @@ KV_TYPES = ("f16", "q8_0", "q4_0")
 N_CTX_MIN, N_CTX_MAX = 256, 1_048_576
 N_THREADS_MAX = 1024
 PARALLEL_MAX = 64
+PARALLEL_AUTO = "auto"  # as many slots as fit in memory (chat/worker/offload.py auto_parallel)
+AUTO_PARALLEL_RANGE = (1, 16)  # what "auto" chooses from: at least one slot, never more than 16
 
 
 class LoadSettingsError(ValueError):
@@ -34,7 +36,9 @@ class LoadSettings:
     flash_attn: bool = False
     kv_type: str = "f16"
     n_threads: int | None = None
-    parallel: int = 0  # replies at once through the batched engine; 0: one at a time, without the engine
+    # Replies at once through the batched engine; 0: one at a time, without the engine; "auto": the slots that
+    # fit in memory, resolved when the model is loaded.
+    parallel: int | str = 0
 
     def __post_init__(self):
         if not isinstance(self.file_name, str) or not self.file_name:
@@ -56,9 +60,27 @@ class LoadSettings:
                                            or not 1 <= self.n_threads <= N_THREADS_MAX):
             raise LoadSettingsError("n_threads", "n_threads",
                                     f"n_threads must be a number from 1 to {N_THREADS_MAX}; got {self.n_threads!r}")
-        if type(self.parallel) is not int or not 0 <= self.parallel <= PARALLEL_MAX:
-            raise LoadSettingsError("parallel", "parallel",
-                                    f"parallel must be a number from 0 to {PARALLEL_MAX}; got {self.parallel!r}")
+        check_parallel(self.parallel)
         if not isinstance(self.flash_attn, bool):
             raise LoadSettingsError("flash_attn", "flash_attn", f"flash_attn must be true or false; "
                                                                 f"got {self.flash_attn!r}")
+
+
+def parse_parallel(text) -> int | str:
+    """LLMSITE_PARALLEL, `llmworker --parallel` and the Models page's field as text: "auto" (any case) or a
+    number, checked by LoadSettings' own rule. Raises LoadSettingsError."""
+    value = str(text).strip().lower()
+    if value != PARALLEL_AUTO:
+        try:
+            value = int(value)
+        except ValueError:
+            value = str(text)
+    check_parallel(value)
+    return value
+
+
+def check_parallel(value) -> None:
+    """LoadSettings' rule for `parallel`: "auto", or 0 (no engine) to PARALLEL_MAX slots."""
+    if value != PARALLEL_AUTO and (type(value) is not int or not 0 <= value <= PARALLEL_MAX):
+        raise LoadSettingsError("parallel", "parallel",
+                                f"parallel must be 'auto' or a number from 0 to {PARALLEL_MAX}; got {value!r}")

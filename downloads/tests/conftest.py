@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from llmsite.modelfiles import default_model_file
+from advisor.modelfiles import default_model_file
 from tests.hfhub import HubServer, sha256_of
 
 SMOL_REPO, SMOL_FILE = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "smollm2-135m-instruct-q4_1.gguf"

@@ -32,7 +32,10 @@
     byId("worker-ctx").textContent = worker.n_ctx || "—";
     byId("worker-queue").textContent = worker.queue_length || 0;
     const slots = byId("worker-slots");
-    if (slots) slots.textContent = `${worker.running || 0} / ${worker.parallel || 1}`;
+    if (slots) {
+      const auto = worker.parallel_auto ? ` (${slots.dataset.autoLabel || "auto"})` : "";
+      slots.textContent = `${worker.running || 0} / ${worker.parallel || 1}${auto}`;
+    }
     const cached = byId("worker-cached");
     if (cached) cached.textContent = (worker.cached_conversations || []).length;
     const kv = byId("worker-kv");

@@ -19,7 +19,7 @@ from chat.services import configured_load_settings
 from chat.worker.files import resolve_model_file
 from chat.worker.redis_layer import redacted_url
 from chat.worker.remote import RemoteWorker, default_name
-from chat.worker.types import LoadSettings
+from chat.worker.types import LoadSettings, parse_parallel
 
 
 def gpu_layers(value: str):
@@ -49,9 +49,10 @@ class Command(BaseCommand):
         parser.add_argument("--threads", type=int, default=None, metavar="N",
                             help="CPU threads (default: llama-cpp-python's, half the cores to decode and all of "
                                  "them for prompts); give workers that share a machine their own share")
-        parser.add_argument("--parallel", type=int, default=settings.LLMSITE_PARALLEL, metavar="N",
-                            help="replies this worker writes at once, each with its own n_ctx of KV cache "
-                                 "(default: LLMSITE_PARALLEL, %(default)s)")
+        parser.add_argument("--parallel", default=str(settings.LLMSITE_PARALLEL), metavar="auto|N",
+                            help="replies this worker writes at once, each with its own n_ctx of KV cache: a "
+                                 "number (0: one at a time, no batching) or auto, as many as fit in this "
+                                 "machine's memory (default: LLMSITE_PARALLEL, %(default)s)")
         parser.add_argument("--pin", action="store_true",
                             help="keep this model loaded: never load another model for a conversation that "
                                  "uses one (without it, the worker loads any model of its folder on demand)")
@@ -71,7 +72,7 @@ class Command(BaseCommand):
                 "flash_attn": options["flash_attn"],
                 "kv_type": options["kv_type"],
                 "n_threads": options["threads"],
-                "parallel": options["parallel"],
+                "parallel": parse_parallel(options["parallel"]),
             }
             LoadSettings(**load_settings)  # what the worker would refuse, refused before Redis is asked
             asyncio.run(self.serve(load_settings, options["name"], options["pin"]))

@@ -5,8 +5,8 @@ the reply starts inside <think>, and the splitter gives the same answer however 
 import pytest
 
 from advisor.gguf_info import read_gguf
+from advisor.modelfiles import default_model_file
 from chat.openai_api.reasoning import ReasoningSplitter, split, template_opens_thinking
-from llmsite.modelfiles import default_model_file
 
 # The shape of DeepSeek-R1's template (its distills, and QwQ, do the same): the generation prompt ends inside a
 # thinking block, so the model writes its reasoning first and closes it with </think>.

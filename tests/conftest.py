@@ -68,7 +68,11 @@ class RunningSite:
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "LLMSITE_DATA_DIR": str(data_dir), "PORT": str(self.port), **(env or {})}
+        # One reply at a time unless a test asks for more: the browser tests watch replies wait in line (batching
+        # several replies is tested in chat/tests/test_batching.py, tests/test_parallel_auto_browser.py and
+        # measured by bench/concurrency.py).
+        self.env = {**os.environ, "LLMSITE_DATA_DIR": str(data_dir), "PORT": str(self.port),
+                    "LLMSITE_PARALLEL": os.environ.get("LLMSITE_PARALLEL", "1"), **(env or {})}
         database_url = own_database_url(self.port)
         if database_url:
             self.env["DATABASE_URL"] = database_url

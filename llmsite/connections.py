@@ -11,21 +11,13 @@ to make the site unreachable. Its HTTP factory is given three bounds here:
 - an idle HTTP connection (before a request, between keep-alive requests) is closed after
   LLMSITE_IDLE_TIMEOUT_S seconds (Twisted's own idle timeout, 60 s by default).
 
-WebSocket connections are looked after by daphne's pings (a peer that does not answer is dropped), and
-WebSocket handshakes are rationed per client address (LLMSITE_HANDSHAKES_PER_S, with a burst of
-LLMSITE_HANDSHAKE_BURST): a handshake costs the server a WebSocket negotiation, the ASGI stack and a
-session lookup even when it is refused, so eight clients opening socket after socket (no session, or a
-forged session cookie) kept daphne's one thread busy and /healthz waited 150-380 ms. Over the budget, a
-handshake is answered 429 before any of that, from the request line and headers alone, and the address's
-new connections are closed as they are accepted, before any parsing, until its bucket holds a handshake
-again (one second at the default rate).
+WebSocket connections are looked after by daphne's pings (a peer that does not answer is dropped).
 """
 
 from __future__ import annotations
 
 import logging
 import resource
-import time
 
 from daphne.http_protocol import HTTPFactory, WebRequest
 
@@ -48,35 +40,8 @@ def raise_open_file_limit() -> tuple[int, int]:
     return soft, hard
 
 
-class HandshakeBudget:
-    """A token bucket per client address: `rate` handshakes a second, up to `burst` at once."""
-
-    def __init__(self, rate: float, burst: int, clock=time.monotonic):
-        self.rate, self.burst, self.clock = rate, burst, clock
-        self.buckets: dict[str, tuple[float, float]] = {}   # address -> (tokens, at)
-
-    def empty(self, host: str) -> bool:
-        """Whether `host` has no handshake left (without taking one)."""
-        hit = self.buckets.get(host)
-        return hit is not None and hit[0] + (self.clock() - hit[1]) * self.rate < 1
-
-    def take(self, host: str) -> bool:
-        now = self.clock()
-        tokens, at = self.buckets.get(host, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if len(self.buckets) > 10_000:  # forget addresses whose buckets are full again
-            self.buckets = {h: b for h, b in self.buckets.items() if b[0] + (now - b[1]) * self.rate < self.burst}
-        if tokens < 1:
-            self.buckets[host] = (tokens, now)
-            return False
-        self.buckets[host] = (tokens - 1, now)
-        return True
-
-
-def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, idle_timeout_s: float,
-                    handshakes_per_s: float = 10, handshake_burst: int = 60):
+def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, idle_timeout_s: float):
     """A subclass of daphne's HTTP factory with the bounds above (daphne builds it with the server)."""
-    budget = HandshakeBudget(handshakes_per_s, handshake_burst)
 
     class HeaderTimedRequest(WebRequest):
         """daphne's request (made when its first line arrives), whose headers must all arrive in time:
@@ -96,17 +61,6 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
             _cancel(self.llmsite_deadline)
             _cancel(getattr(self.channel, "llmsite_first_deadline", None))
             return super().gotLength(length)
-
-        def process(self):
-            upgrade = self.requestHeaders.getRawHeaders(b"upgrade")
-            if upgrade and upgrade[0].lower() == b"websocket":
-                host = getattr(self.client, "host", None)
-                if host and not is_trusted(host, trusted) and not budget.take(host):
-                    logger.info("Answered 429 to a WebSocket handshake from %s: over LLMSITE_HANDSHAKES_PER_S.",
-                                host)
-                    self.basic_error(429, b"Too Many Requests", "Too many WebSocket handshakes; wait a moment.")
-                    return
-            return super().process()
 
         def _headers_deadline(self, channel):
             transport = getattr(channel, "transport", None)
@@ -132,8 +86,6 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
         def buildProtocol(self, addr):
             host = getattr(addr, "host", None)
             limited = bool(host) and not is_trusted(host, trusted)
-            if limited and budget.empty(host):
-                return None  # flooding handshakes: closed at accept, the cheapest answer there is
             if limited and self._open_count(host) >= max_per_address:
                 logger.warning("Refused a connection from %s: it already has %d open (LLMSITE_MAX_CONNECTIONS_"
                                "PER_ADDRESS).", host, max_per_address)
@@ -186,6 +138,4 @@ def install(settings) -> None:
         max_per_address=settings.LLMSITE_MAX_CONNECTIONS_PER_ADDRESS,
         header_timeout_s=settings.LLMSITE_HEADER_TIMEOUT_S,
         idle_timeout_s=settings.LLMSITE_IDLE_TIMEOUT_S,
-        handshakes_per_s=settings.LLMSITE_HANDSHAKES_PER_S,
-        handshake_burst=settings.LLMSITE_HANDSHAKE_BURST,
     )

@@ -288,9 +288,6 @@ LLMSITE_MAX_CONNECTIONS_PER_ADDRESS = env_int("LLMSITE_MAX_CONNECTIONS_PER_ADDRE
                                               maximum=1_000_000)
 LLMSITE_HEADER_TIMEOUT_S = env_int("LLMSITE_HEADER_TIMEOUT_S", 20, minimum=1, maximum=3600)
 LLMSITE_IDLE_TIMEOUT_S = env_int("LLMSITE_IDLE_TIMEOUT_S", 30, minimum=1, maximum=3600)
-# WebSocket handshakes per client address (llmsite/connections.py): this many a second, this many at once.
-LLMSITE_HANDSHAKES_PER_S = env_int("LLMSITE_HANDSHAKES_PER_S", 10, minimum=1, maximum=1_000_000)
-LLMSITE_HANDSHAKE_BURST = env_int("LLMSITE_HANDSHAKE_BURST", 60, minimum=1, maximum=1_000_000)
 # Anonymous GET /healthz is served from a copy at most this old (llmsite/health.py); 0: always a full answer.
 LLMSITE_HEALTHZ_MAX_AGE_MS = env_int("LLMSITE_HEALTHZ_MAX_AGE_MS", 250, minimum=0, maximum=60_000)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

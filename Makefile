@@ -37,7 +37,7 @@ test: install install-test models test-models debian-test-packages messages
 
 # The same suite against a throw-away PostgreSQL server (Debian's postgresql, started on loopback).
 test-postgres: install install-test models test-models debian-test-packages messages
-	scripts/with-postgres $(PY) -m pytest $(PYTEST_ARGS)
+	scripts/with-postgres $(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
 
 # Benchmarks print side-by-side comparisons (bench/*.py); the stream benchmark needs llama_cpp.server.
 # bench/scale.py (Redis workers) is run by itself: `make bench-scale`.

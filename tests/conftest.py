@@ -218,3 +218,11 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server
     server.stop()
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that uses the browser is marked `browser`, whether or not its file says so: `make
+    test-postgres` leaves them out (pages touch the database only through views other tests cover)."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

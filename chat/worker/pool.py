@@ -156,6 +156,14 @@ class WorkerPool:
                 return  # an event for a reply this process did not send, or already ended
             if event.get("ev") in ("done", "failed"):
                 del self._assigned[job_id]
+                # Announcements lag (up to LLMSITE_WORKER_ANNOUNCE_MS): until the worker's next one, count one
+                # reply fewer there, so the next reply is not sent to a worker that only looks busy.
+                info = self._workers.get(name)
+                if info is not None:
+                    for key in ("running", "queue_length"):
+                        if isinstance(info.get(key), int) and info[key] > 0:
+                            info[key] -= 1
+                            break
         job.deliver(dict(event))
 
     def _sweep(self, now: float) -> None:

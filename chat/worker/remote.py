@@ -82,6 +82,10 @@ class RemoteWorker:
             job.finished = True
             self.manager.forget(job)
             self.served += 1
+            try:
+                self.loop.call_soon_threadsafe(self.announce_now.set)  # a slot is free: say so at once
+            except RuntimeError:  # the loop has closed: the worker is exiting
+                pass
         self.post(job.reply_to, {"type": "llm.event", "name": self.name, "instance": self.instance, "event": event})
 
     def loaded_description(self) -> dict:

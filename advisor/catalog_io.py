@@ -213,6 +213,8 @@ def import_catalog(data, apps=global_apps) -> ImportResult:
                     exclude=["model", "quant"], validate_unique=False, validate_constraints=False)
             except ValidationError as exc:
                 problems.extend(_messages(exc))
+        if not isinstance(row.get("repo", ""), str):  # full_clean() passes None for a blank field
+            problems.append("repo must be text (owner/name), or left out")
         if not isinstance(row.get("filename"), str) or not row.get("filename") or not isinstance(
                 row.get("source"), str) or not row.get("source"):
             problems.append("filename and source are required text")

@@ -34,7 +34,9 @@ async def open_sockets(url: str, cookies: list[str]) -> list[list[Socket]]:
     headers = [{"Origin": url, "Cookie": cookie} for cookie in cookies]
 
     async def one(person: int) -> Socket:
-        return Socket(await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/", headers[person]))
+        # Each person on a machine of their own (127.0.0.2, .3, ...): handshakes are rationed per address.
+        return Socket(await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/", headers[person],
+                                              local_address=f"127.0.0.{person + 2}"))
 
     people = []
     for person in range(len(cookies)):  # 8 at a time: one person's sockets

@@ -36,10 +36,11 @@ def api_site(tmp_path_factory):
            "LLMSITE_N_CTX": "2048", "LLMSITE_API_CORS_ORIGINS": ALLOWED_ORIGIN}
     running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env=env)
     prepare_data_dir(data_dir, running.env)
-    # A second file in the models folder that no worker serves (the site's one worker has SmolLM2).
+    # A second file in the models folder: the site's worker loads it when a request names it (a model per
+    # request, as the chat has a model per conversation).
     default = running.manage("shell", "-c", "from advisor.modelfiles import default_model_file\n"
                                             "print(default_model_file())").strip().splitlines()[-1]
-    (models / "unserved-model.gguf").symlink_to(default)
+    (models / "second-model.gguf").symlink_to(default)
     running.start()
     running.people = api_people(running, ["plain", "streamer", "stopper", "seeder", "errors", "queue1", "rate",
                                           "gone", "revoked", "holder1", "holder2", "waiter", "browser",
@@ -88,7 +89,8 @@ def api_replies(site, username: str) -> list[dict]:
 def test_models_lists_the_model_the_site_serves(api_site, model):
     assert model == "SmolLM2-135M-Instruct.Q4_1.gguf" or model.endswith(".gguf")
     models = client(api_site, "plain").models.list().data
-    assert [m.id for m in models] == [model] and models[0].object == "model"
+    assert sorted(m.id for m in models) == sorted([model, "second-model.gguf"])  # loaded, or loadable
+    assert {m.object for m in models} == {"model"}
 
 
 def test_a_plain_completion_has_content_usage_and_a_finish_reason(api_site, model):
@@ -207,11 +209,14 @@ def test_an_unknown_model_is_404(api_site):
     assert error["param"] == "model"
 
 
-def test_a_model_no_worker_serves_is_503(api_site):
-    with pytest.raises(openai.InternalServerError) as raised:
-        client(api_site, "errors").chat.completions.create(model="unserved-model.gguf", messages=QUESTION)
-    assert raised.value.status_code == 503
-    assert_error_shape(raised.value.response.json(), "no_worker")
+def test_a_model_in_the_folder_is_loaded_for_the_request_that_names_it(api_site, model):
+    # (With Redis workers, a model no worker serves or can load is 503: tests/test_openai_api_redis.py.)
+    answer = client(api_site, "errors").chat.completions.create(model="second-model.gguf", messages=QUESTION,
+                                                                max_tokens=8, temperature=0)
+    assert answer.model == "second-model.gguf" and answer.choices[0].message.content.strip()
+    again = client(api_site, "errors").chat.completions.create(model=model, messages=QUESTION, max_tokens=8,
+                                                               temperature=0)
+    assert again.model == model and again.choices[0].message.content.strip()
 
 
 @pytest.mark.parametrize(("params", "param"), [

@@ -35,10 +35,11 @@ def run(coroutine, timeout: float = 180):
         return pool.submit(asyncio.run, asyncio.wait_for(coroutine, timeout)).result()
 
 
-async def connect(url: str, cookie: str, origin: str | None = None) -> Socket:
+async def connect(url: str, cookie: str, origin: str | None = None, local_address: str | None = None) -> Socket:
     parts = urlsplit(url)
     headers = {"Origin": origin or url, "Cookie": cookie}
-    return Socket(await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/", headers))
+    return Socket(await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/", headers,
+                                          local_address=local_address))
 
 
 async def until(socket: Socket, *types: str, timeout: float = WAIT_S) -> dict:
@@ -56,16 +57,18 @@ async def closed(socket: Socket, timeout: float = WAIT_S) -> int | None:
     return socket.close_code
 
 
-async def open_all(url: str, cookie: str, count: int = MAX_CONNECTIONS, within: float = WAIT_S) -> list[Socket]:
-    """`count` sockets at once for one person, retrying while old ones are still being let go."""
+async def open_all(url: str, cookie: str, count: int = MAX_CONNECTIONS, within: float = WAIT_S,
+                   local_address: str | None = None) -> list[Socket]:
+    """`count` sockets at once for one person, retrying while old ones are still being let go (or while the
+    address's handshake budget refills)."""
     deadline = time.monotonic() + within
     while True:
         sockets = []
         try:
             for _ in range(count):
-                sockets.append(await connect(url, cookie))
+                sockets.append(await connect(url, cookie, local_address=local_address))
             return sockets
-        except RuntimeError:  # the handshake was refused: a slot is still held
+        except (RuntimeError, asyncio.IncompleteReadError):  # refused: a slot is still held, or over the budget
             for socket in sockets:
                 socket.close()
             if time.monotonic() > deadline:
@@ -201,6 +204,11 @@ FLOOD_BYTES = b"".join(masked_frame(f.encode() if isinstance(f, str) else json.d
 FLOOD_BYTES += masked_frame(b"\x00binary", opcode=0x2)
 
 
+# The flooder's machine: its handshakes are rationed per address (LLMSITE_HANDSHAKES_PER_S), and the other person
+# and the /healthz probe come from 127.0.0.1, as from other machines.
+FLOODER = "127.0.0.2"
+
+
 async def flood_socket(url: str, cookie: str, first: WebSocket, stop_at: float, counts: dict) -> None:
     """One socket's flood, FLOOD_RATE frames a second; when the server closes it, a new socket, again and again."""
     parts = urlsplit(url)
@@ -211,8 +219,8 @@ async def flood_socket(url: str, cookie: str, first: WebSocket, stop_at: float, 
         if ws is None:
             try:
                 ws = await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/",
-                                             {"Origin": url, "Cookie": cookie})
-            except (RuntimeError, OSError):
+                                             {"Origin": url, "Cookie": cookie}, local_address=FLOODER)
+            except (RuntimeError, OSError, asyncio.IncompleteReadError):  # 429, or closed at accept
                 counts["refused"] += 1
                 await asyncio.sleep(0.05)
                 continue
@@ -290,7 +298,8 @@ def test_a_flood_of_every_frame_type_from_eight_sockets_stalls_no_one_and_leaks_
         counts = Counter()
         parts = urlsplit(site.url)
         first = [await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/",
-                                         {"Origin": site.url, "Cookie": flooder}) for _ in range(MAX_CONNECTIONS)]
+                                         {"Origin": site.url, "Cookie": flooder}, local_address=FLOODER)
+                 for _ in range(MAX_CONNECTIONS)]
         started = time.monotonic()
         stop_at = started + FLOOD_S
         flood = asyncio.gather(*(flood_socket(site.url, flooder, ws, stop_at, counts) for ws in first))
@@ -310,7 +319,7 @@ def test_a_flood_of_every_frame_type_from_eight_sockets_stalls_no_one_and_leaks_
         flood_s = time.monotonic() - started
         assert await answers(person), "the other person's socket is still open"
         person.close()
-        again = await open_all(site.url, flooder)  # no slot lost: the flooder has all 8 again
+        again = await open_all(site.url, flooder, local_address=FLOODER)  # no slot lost: it has all 8 again
         for socket in again:
             socket.close()
         return idle_ttft, idle_health, flood_ttft, flood_health, counts, flood_s

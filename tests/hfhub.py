@@ -10,9 +10,9 @@ Like the hub: HEAD or GET `/{repo}/resolve/{revision}/{file}` answers 302 to the
 `X-Repo-Commit`, `ETag`, and for the LFS file `X-Linked-Etag` (its SHA-256) and `X-Linked-Size`;
 `/lfs/{sha256}` serves the bytes with `Content-Length`, `ETag`, `Accept-Ranges` and `Range` (206).
 A "corrupt" file publishes the real hash but sends one byte changed. `/files/{name}` serves a plain URL.
-Each request is logged (method, host, path, Range, Authorization) so tests can see where a resume started
-and where the token went. The content address is on the other loopback name (localhost / 127.0.0.1), as the
-hub's CDN is on another host.
+Every request, whatever its method, is logged (method, host, path, Range, Authorization, User-Agent) so tests
+can see where a resume started, where the token went and that nothing else was asked. The content address is
+on the other loopback name (localhost / 127.0.0.1), as the hub's CDN is on another host.
 """
 
 import hashlib
@@ -59,13 +59,24 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         self.route(head=False)
 
-    def route(self, head: bool):
-        path = self.path.split("?", 1)[0]
+    def do_POST(self):  # the hub's API (telemetry and the like): logged, then answered as unknown
+        self.record()
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.empty(404, {"X-Error-Code": "RepoNotFound", "X-Error-Message": "Repository not found"})
+
+    do_PUT = do_PATCH = do_DELETE = do_POST
+
+    def record(self):
         if self.hub.log:
             with open(self.hub.log, "a") as log:
-                log.write(json.dumps({"method": "HEAD" if head else "GET", "path": path,
+                log.write(json.dumps({"method": self.command, "path": self.path.split("?", 1)[0],
                                       "host": self.headers.get("Host"), "range": self.headers.get("Range"),
-                                      "auth": self.headers.get("Authorization")}) + "\n")
+                                      "auth": self.headers.get("Authorization"),
+                                      "user_agent": self.headers.get("User-Agent")}) + "\n")
+
+    def route(self, head: bool):
+        path = self.path.split("?", 1)[0]
+        self.record()
         parts = path.strip("/").split("/")
         if len(parts) >= 5 and parts[2] == "resolve":
             key = "/".join([parts[0], parts[1], *parts[4:]])

@@ -229,3 +229,29 @@ def test_the_answers_cancel_button_cancels_that_files_download(admin_client, hub
     assert response["Location"] == "/chat/models/"  # only this site's pages are gone back to
     download.refresh_from_db()
     assert download.state == State.CANCELLED
+
+
+def test_a_download_asks_the_hub_for_the_file_and_nothing_else(hub, tmp_path):
+    """`manage.py getmodel` as a person runs it, HF_ENDPOINT in its environment: everything huggingface_hub
+    sends goes to the local hub, which logs every request whatever its method (no telemetry, no
+    /api/agent-harnesses, nothing written under HF_HOME)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf-home"), "AI_AGENT": "some-agent",
+           "LLMSITE_DATA_DIR": str(tmp_path / "data")}
+    env.pop("HF_HUB_DISABLE_TELEMETRY", None)
+    env.pop("DO_NOT_TRACK", None)
+    env.pop("DISABLE_TELEMETRY", None)
+    for args in (["migrate", "--noinput", "-v", "0"], ["getmodel", SMOL_REPO, SMOL_FILE]):
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert (tmp_path / "data" / "models" / SMOL_FILE).exists()
+    asked = [(r["method"], r["path"].rsplit("/", 1)[0]) for r in hub.requests()]
+    assert asked == [("HEAD", f"/{SMOL_REPO}/resolve/main"), ("GET", "/lfs")], hub.requests()
+    assert all("agent" not in (r["user_agent"] or "") for r in hub.requests())
+    assert not (tmp_path / "hf-home").exists()

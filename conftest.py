@@ -21,3 +21,16 @@ def empty_cache():
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def default_language():
+    """Each test starts in the site's default language. A request in Spanish leaves Spanish active in the thread
+    (LocaleMiddleware activates it; nothing deactivates it), so text made outside a request in a later test (a
+    service's error, a form's message) came out in Spanish: run after advisor/tests/test_answer_page.py's
+    Spanish test, nine downloads tests failed."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()

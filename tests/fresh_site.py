@@ -9,9 +9,9 @@ import sys
 from tests.conftest import RunningSite, prepare_data_dir
 
 
-def start_fresh_site(tmp_path_factory, name: str) -> RunningSite:
+def start_fresh_site(tmp_path_factory, name: str, env: dict | None = None) -> RunningSite:
     data_dir = tmp_path_factory.mktemp(name)
-    running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"])
+    running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"], env=env)
     prepare_data_dir(data_dir, running.env)
     return running.start()
 

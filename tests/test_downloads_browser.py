@@ -21,12 +21,25 @@ ANSWER = "/advisor/models/smollm2-135m-instruct/?gpu=nvidia-geforce-rtx-4060&ctx
 LOAD_MS = 180_000
 
 
+def start_hub_with_q4_0(folder, bytes_per_s: int) -> HubServer:
+    """The local hub with SmolLM2 135M requantized to Q4_0 beside the usual files."""
+    config = hub_config(folder, bytes_per_s=bytes_per_s)
+    config["files"][f"{SMOL_REPO}/{Q4_0_FILE}"] = str(quantized_smollm2(folder / Q4_0_FILE, "Q4_0"))
+    return HubServer(folder, config).start()
+
+
+def add_q4_0_known_file(running: RunningSite, hub: HubServer) -> None:
+    """The catalog's SmolLM2 135M row for Q4_0 names the hub's file: staff see "Get this model" on it."""
+    running.manage("shell", "-c", (
+        "from advisor.models import KnownFile, LanguageModel, Quantization\n"
+        "KnownFile.objects.create(model=LanguageModel.objects.get(slug='smollm2-135m-instruct'),\n"
+        f"    quant=Quantization.objects.get(name='Q4_0'), filename={Q4_0_FILE!r}, repo={SMOL_REPO!r},\n"
+        f"    size_bytes={(hub_folder(hub) / Q4_0_FILE).stat().st_size}, source='the download tests\\' local hub')\n"))
+
+
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hub")
-    config = hub_config(folder, bytes_per_s=6_000_000)  # slow enough for the progress to show
-    config["files"][f"{SMOL_REPO}/{Q4_0_FILE}"] = str(quantized_smollm2(folder / Q4_0_FILE, "Q4_0"))
-    server = HubServer(folder, config).start()
+    server = start_hub_with_q4_0(tmp_path_factory.mktemp("hub"), 6_000_000)  # slow enough for the progress to show
     yield server
     server.kill()
 
@@ -40,11 +53,8 @@ def dl_site(tmp_path_factory, hub):
     running.start()
     running.manage("shell", "-c", (
         "from django.contrib.auth import get_user_model\n"
-        f"get_user_model().objects.create_superuser({USERNAME!r}, 'dl@example.com', {PASSWORD!r})\n"
-        "from advisor.models import KnownFile, LanguageModel, Quantization\n"
-        "KnownFile.objects.create(model=LanguageModel.objects.get(slug='smollm2-135m-instruct'),\n"
-        f"    quant=Quantization.objects.get(name='Q4_0'), filename={Q4_0_FILE!r}, repo={SMOL_REPO!r},\n"
-        f"    size_bytes={(hub_folder(hub) / Q4_0_FILE).stat().st_size}, source='the download tests\\' local hub')\n"))
+        f"get_user_model().objects.create_superuser({USERNAME!r}, 'dl@example.com', {PASSWORD!r})\n"))
+    add_q4_0_known_file(running, hub)
     yield running
     running.stop()
 
@@ -63,6 +73,31 @@ def signed_in_page(chromium, site, width=1366, height=900):
     form.locator("[type=submit]").click()
     page.wait_for_url(re.compile(r"/chat/$"))
     return page
+
+
+def test_staff_cancel_a_download_from_the_advisors_answer(dl_site, hub, chromium, output_dir):
+    page = signed_in_page(chromium, dl_site)
+    page.goto(dl_site.url + ANSWER)
+    row = page.locator("tr", has=page.locator(f".get-model[data-download-file='{Q4_0_FILE}']"))
+    row.locator(".get-model-button").click()
+    expect(page.locator(".messages")).to_contain_text(f"{Q4_0_FILE} is queued for download")
+    live = row.locator(".download-live")
+    expect(live.locator(".download-text")).to_contain_text("MB/s", timeout=20_000)
+    row.locator(".download-cancel button").click()
+    expect(page.locator(".messages")).to_contain_text(f"The download of {Q4_0_FILE} was cancelled.")
+    expect(live).to_have_attribute("data-state", "cancelled", timeout=10_000)  # painted from the status view
+    expect(live).to_be_hidden()
+    expect(row.locator(".get-model-button")).to_be_visible()  # it can be got again
+    row.scroll_into_view_if_needed()
+    page.screenshot(path=output_dir / "downloads-answer-cancelled-1366.png")
+    models = dl_site.data_dir / "models"
+    page.wait_for_timeout(1500)  # the runner removes the bytes within a second of noticing
+    assert not (models / Q4_0_FILE).exists() and not list((models / ".downloads").glob("*/*"))
+    # The site (HF_ENDPOINT in its environment) asked the hub for the file and nothing else: no telemetry.
+    asked = {(r["method"], r["path"].split("/")[3] if "/resolve/" in r["path"] else r["path"].split("/")[1])
+             for r in hub.requests()}
+    assert asked == {("HEAD", "resolve"), ("GET", "lfs")}, hub.requests()
+    page.context.close()
 
 
 def test_staff_get_the_advisors_model_load_it_with_its_settings_and_it_answers(dl_site, chromium, output_dir):

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fresh_site import start_fresh_site
+from tests.test_downloads_browser import ANSWER, Q4_0_FILE, add_q4_0_known_file, start_hub_with_q4_0
 
 pytestmark = pytest.mark.browser
 
@@ -118,8 +119,17 @@ class Walk:
 
 
 @pytest.fixture(scope="module")
-def walk_site(tmp_path_factory):
-    running = start_fresh_site(tmp_path_factory, "every-control")
+def walk_hub(tmp_path_factory):
+    """The download tests' local hub (tests/hfhub.py), slow enough to press Cancel mid-file."""
+    server = start_hub_with_q4_0(tmp_path_factory.mktemp("walk-hub"), 2_000_000)
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def walk_site(tmp_path_factory, walk_hub):
+    running = start_fresh_site(tmp_path_factory, "every-control", env={"HF_ENDPOINT": walk_hub.url})
+    add_q4_0_known_file(running, walk_hub)
     yield running
     running.stop()
 
@@ -545,6 +555,18 @@ def models_page(walk: Walk) -> None:
     expect(page.locator(".messages")).to_contain_text("Give a Hugging Face repository and a file name")
     expect(page.locator("tr.download-row")).to_have_count(0)
     walk.step("models download refused")
+
+    page.goto(walk.site.url + ANSWER)  # an answer's row whose file the hub has: Get this model, then Cancel
+    row = page.locator("tr", has=page.locator(f".get-model[data-download-file='{Q4_0_FILE}']"))
+    row.locator(".get-model-button").click()
+    expect(page.locator(".messages")).to_contain_text(f"{Q4_0_FILE} is queued for download")
+    expect(row.locator(".download-live .download-text")).to_contain_text("MB/s", timeout=20_000)
+    walk.step("advisor get this model")
+    row.locator(".download-cancel button").click()
+    expect(page.locator(".messages")).to_contain_text(f"The download of {Q4_0_FILE} was cancelled.")
+    expect(row.locator(".download-live")).to_have_attribute("data-state", "cancelled", timeout=10_000)
+    expect(row.locator(".get-model-button")).to_be_visible()
+    walk.step("advisor download cancelled")
 
 
 def admin_as_staff(walk: Walk) -> str:

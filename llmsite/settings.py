@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "llmsite.signedin.NoteSignedInMiddleware",  # a signed-in person's WebSocket handshakes go uncounted
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "accounts.middleware.FirstRunMiddleware",  # last: its redirects still get every header above
@@ -288,6 +289,12 @@ LLMSITE_MAX_CONNECTIONS_PER_ADDRESS = env_int("LLMSITE_MAX_CONNECTIONS_PER_ADDRE
                                               maximum=1_000_000)
 LLMSITE_HEADER_TIMEOUT_S = env_int("LLMSITE_HEADER_TIMEOUT_S", 20, minimum=1, maximum=3600)
 LLMSITE_IDLE_TIMEOUT_S = env_int("LLMSITE_IDLE_TIMEOUT_S", 30, minimum=1, maximum=3600)
+# A request body has LLMSITE_HEADER_TIMEOUT_S seconds, plus one for every this many bytes received.
+LLMSITE_BODY_MIN_BYTES_PER_S = env_int("LLMSITE_BODY_MIN_BYTES_PER_S", 500, minimum=1, maximum=1_000_000_000)
+# WebSocket handshakes per client address, this many a second and this many at once; handshakes with a
+# session seen signed in are not counted (llmsite/connections.py, llmsite/signedin.py).
+LLMSITE_HANDSHAKES_PER_S = env_int("LLMSITE_HANDSHAKES_PER_S", 10, minimum=1, maximum=1_000_000)
+LLMSITE_HANDSHAKE_BURST = env_int("LLMSITE_HANDSHAKE_BURST", 60, minimum=1, maximum=1_000_000)
 # Anonymous GET /healthz is served from a copy at most this old (llmsite/health.py); 0: always a full answer.
 LLMSITE_HEALTHZ_MAX_AGE_MS = env_int("LLMSITE_HEALTHZ_MAX_AGE_MS", 250, minimum=0, maximum=60_000)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -357,3 +357,137 @@ def test_with_redis_deactivating_an_account_in_another_process_closes_its_socket
 
     code, errors = run(attack())
     assert code == 4401 and errors[-1] == "account_inactive"
+
+
+# --- handshake floods from clients without a session ----------------------------------------------------------
+# Two machines flood, four clients each; the honest person is on 127.0.0.1, and a second person sits behind
+# the first flooding address (one NAT, as far as the server can tell).
+FLOODING_ADDRESSES = ("127.0.0.2", "127.0.0.3")
+CLIENTS_PER_ADDRESS = 4
+HANDSHAKE_FLOOD_S = 8.0
+HANDSHAKES_PER_S, HANDSHAKE_BURST = 10, 60  # the defaults of LLMSITE_HANDSHAKES_PER_S and LLMSITE_HANDSHAKE_BURST
+
+
+async def flood_handshakes(url: str, cookie: str | None, address: str, stop_at: float, counts) -> None:
+    """Handshake after handshake until stop_at, each on a new connection, as fast as the server answers."""
+    parts = urlsplit(url)
+    headers = {"Origin": url, **({"Cookie": cookie} if cookie else {})}
+    while time.monotonic() < stop_at:
+        try:
+            ws = await WebSocket.connect(parts.hostname, parts.port, "/ws/chat/", headers, address)
+        except RuntimeError as refused:
+            # 429: over the address's budget, answered from the headers; anything else (403) came from the
+            # WebSocket stack, which the handshake reached
+            counts[address, "429" if " 429 " in str(refused) else "through"] += 1
+            continue
+        except (OSError, asyncio.IncompleteReadError):
+            counts[address, "dropped"] += 1
+            await asyncio.sleep(0.01)
+            continue
+        counts[address, "accepted"] += 1
+        ws.close()
+
+
+def http_get(url: str, path: str, address: str, cookie: str | None = None) -> tuple[int, float]:
+    """GET `path` from a client bound to `address`: (status, milliseconds)."""
+    import http.client
+
+    parts = urlsplit(url)
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30, source_address=(address, 0))
+    try:
+        connection.request("GET", path, headers={"Cookie": cookie} if cookie else {})
+        response = connection.getresponse()
+        response.read()
+        return response.status, (time.perf_counter() - started) * 1000
+    finally:
+        connection.close()
+
+
+async def round_trip_ms(socket: Socket) -> float:
+    started = time.perf_counter()
+    assert await answers(socket)
+    return (time.perf_counter() - started) * 1000
+
+
+@pytest.mark.parametrize("cookie", [None, "sessionid=forged0000000000000000000000000000"], ids=["no-cookie", "forged"])
+def test_a_flood_of_handshakes_without_a_session_is_rationed_per_address_and_stalls_no_one(site, cookie):
+    """Eight clients on two machines open WebSocket after WebSocket with no session (or a forged session
+    cookie, which would cost a session lookup each). Each machine gets at most its budget of handshakes to
+    the WebSocket stack, the rest are answered 429 from their headers; meanwhile a signed-in person's open
+    socket answers, they open a new one, a person behind the flooding address opens one too, and /healthz
+    and a page still answer, from the flooding addresses as well: plain HTTP is never rationed."""
+    from collections import Counter
+
+    kind = "forged" if cookie else "none"
+    chatter, neighbour = (session_cookies(site, f"handshake-chatter-{kind}", 1)
+                          + session_cookies(site, f"handshake-neighbour-{kind}", 1))
+    nat = FLOODING_ADDRESSES[0]
+
+    async def attack():
+        person = await connect(site.url, chatter)
+        # The neighbour's browser loads the chat page first, as a browser does before it opens the socket.
+        status, _ = await asyncio.to_thread(http_get, site.url, "/chat/", nat, neighbour)
+        assert status == 200
+        idle = [await round_trip_ms(person) for _ in range(5)]
+        idle_health = [(await asyncio.to_thread(http_get, site.url, "/healthz", "127.0.0.1"))[1] for _ in range(5)]
+        counts = Counter()
+        started = time.monotonic()
+        stop_at = started + HANDSHAKE_FLOOD_S
+        flood = asyncio.gather(*(flood_handshakes(site.url, cookie, address, stop_at, counts)
+                                 for address in FLOODING_ADDRESSES for _ in range(CLIENTS_PER_ADDRESS)))
+        await asyncio.sleep(1.5)  # the flood is in full swing, each machine's burst spent
+
+        async def sample(path: str, address: str):
+            samples = []
+            while time.monotonic() < stop_at:
+                samples.append(await asyncio.to_thread(http_get, site.url, path, address))
+                await asyncio.sleep(0.1)
+            return samples
+
+        probes = {(path, address): asyncio.ensure_future(sample(path, address))
+                  for path, address in [("/healthz", "127.0.0.1"), ("/healthz", FLOODING_ADDRESSES[0]),
+                                        ("/", FLOODING_ADDRESSES[1])]}
+        trips = []
+        while time.monotonic() < stop_at - 2:
+            trips.append(await round_trip_ms(person))
+            await asyncio.sleep(0.1)
+        opened_at = time.perf_counter()
+        second = await connect(site.url, chatter)  # a person's own new handshake gets through the flood
+        open_ms = (time.perf_counter() - opened_at) * 1000
+        assert await answers(second)
+        opened_at = time.perf_counter()
+        behind_nat = await connect(site.url, neighbour, local_address=nat)  # signed in: not charged
+        nat_ms = (time.perf_counter() - opened_at) * 1000
+        assert await answers(behind_nat)
+        probes = {key: await probe for key, probe in probes.items()}
+        await flood
+        flood_s = time.monotonic() - started
+        for socket in (person, second, behind_nat):
+            socket.close()
+        return idle, trips, open_ms, nat_ms, idle_health, probes, counts, flood_s
+
+    idle, trips, open_ms, nat_ms, idle_health, probes, counts, flood_s = run(attack(), timeout=300)
+    health = [ms for _, ms in probes["/healthz", "127.0.0.1"]]
+    print(f"\nhandshake flood ({kind} cookie): {dict(counts)} in {flood_s:.1f} s; the person's round trip idle "
+          f"median {statistics.median(idle):.0f} ms, under flood median {statistics.median(trips):.0f} ms, slowest "
+          f"{max(trips):.0f} ms; a new socket of theirs opened in {open_ms:.0f} ms, the NAT neighbour's in "
+          f"{nat_ms:.0f} ms; /healthz idle median {statistics.median(idle_health):.0f} ms, under flood median "
+          f"{statistics.median(health):.0f} ms, slowest {max(health):.0f} ms; from the flooding addresses: "
+          + "; ".join(f"{path} from {address}: statuses {sorted(set(s for s, _ in samples))}, median "
+                      f"{statistics.median(ms for _, ms in samples):.0f} ms"
+                      for (path, address), samples in probes.items() if address != "127.0.0.1"))
+    for address in FLOODING_ADDRESSES:
+        attempts = sum(n for (a, _), n in counts.items() if a == address)
+        assert attempts >= 300, f"{address} made only {attempts} handshakes: not a flood"
+        assert counts[address, "accepted"] == 0, "a client without a session got a socket"
+        # What reaches the WebSocket stack (and a session lookup) is the address's budget, not the flood.
+        assert counts[address, "through"] <= HANDSHAKE_BURST + HANDSHAKES_PER_S * flood_s + 5, dict(counts)
+        assert counts[address, "429"] >= attempts - counts[address, "through"] - counts[address, "dropped"]
+    for (path, address), samples in probes.items():  # plain HTTP from the flooding machines is never refused
+        assert samples and all(status == 200 for status, _ in samples), (path, address, samples)
+    # Timed by this process, which drives the flood on the same 2 cores: the bounds are far below the seconds
+    # a stalled site takes, and above what a busy shared machine adds now and then.
+    assert statistics.quantiles(trips, n=20)[-1] <= 500 and max(trips) <= 2000, sorted(round(t) for t in trips)[-5:]
+    assert open_ms <= 2000 and nat_ms <= 2000
+    assert statistics.median(health) <= 200 and max(health) <= 1000, sorted(round(h) for h in health)[-5:]

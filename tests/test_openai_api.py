@@ -44,7 +44,7 @@ def api_site(tmp_path_factory):
     running.start()
     running.people = api_people(running, ["plain", "streamer", "stopper", "seeder", "errors", "queue1", "rate",
                                           "gone", "revoked", "holder1", "holder2", "waiter", "browser",
-                                          "origin"])
+                                          "origin", "texter", "text-errors"])
     running.staff = api_people(running, ["apistaff"], staff=True)["apistaff"]
     yield running
     running.stop()
@@ -162,6 +162,85 @@ def test_a_seed_repeats_a_sampled_reply(api_site, model):
                                                  top_p=0.9, seed=1234, presence_penalty=0.5, frequency_penalty=0.5)
                      for _ in range(2))
     assert first.choices[0].message.content == second.choices[0].message.content
+
+
+# --- text completions (/v1/completions) ------------------------------------------------------------------------
+RAW_PROMPT = "The three primary colours are"
+
+
+def test_a_text_completion_continues_the_raw_prompt_without_a_chat_template(api_site, model):
+    from chat.tests.test_worker import direct_completion
+
+    api = client(api_site, "texter")
+    answer = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0)
+    expected, prompt_tokens = direct_completion(RAW_PROMPT, 12)  # llama-cpp-python's own, on the same prompt
+    assert answer.object == "text_completion" and answer.model == model and answer.id.startswith("cmpl-")
+    [choice] = answer.choices
+    assert choice.text == expected and choice.finish_reason == "length" and choice.index == 0
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (prompt_tokens, 12)
+    assert answer.usage.total_tokens == prompt_tokens + 12
+    echoed = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0, echo=True)
+    assert echoed.choices[0].text == RAW_PROMPT + expected
+    records = api_replies(api_site, "texter")
+    assert [r["status"] for r in records] == ["complete", "complete"]  # counted and recorded as any API reply
+    assert records[0]["completion_tokens"] == 12 and records[0]["prompt_tokens"] == prompt_tokens
+    stop = expected.split()[2]
+    cut = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0, stop=[stop])
+    assert cut.choices[0].text == expected[:expected.index(stop)] and cut.choices[0].finish_reason == "stop"
+    sampled = [api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=1.0, top_p=0.95,
+                                      seed=77).choices[0].text for _ in range(2)]
+    assert sampled[0] == sampled[1]
+
+
+def test_a_streamed_text_completion_matches_the_plain_one_and_ends_with_usage_and_done(api_site, model):
+    api = client(api_site, "texter")
+    plain = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0)
+    chunks = list(api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0, stream=True,
+                                         stream_options={"include_usage": True}, echo=True))
+    texts = [c.choices[0].text for c in chunks if c.choices]
+    assert texts[0] == RAW_PROMPT and len([t for t in texts[1:] if t]) > 3  # echo, then token by token
+    assert "".join(texts) == RAW_PROMPT + plain.choices[0].text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
+    assert all(c.usage is None and c.object == "text_completion" for c in chunks[:-1])
+    body = json.dumps({"model": model, "prompt": RAW_PROMPT, "max_tokens": 3, "stream": True}).encode()
+    request = urllib.request.Request(api_site.url + "/v1/completions", data=body, method="POST", headers={
+        "Authorization": "Bearer " + api_site.people["texter"]["key"], "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = [block for block in response.read().decode().split("\n\n") if block.strip()]
+    assert events[-1] == "data: [DONE]" and all(block.startswith(("data: ", ":")) for block in events)
+
+
+@pytest.mark.parametrize(("params", "param"), [
+    ({"n": 2}, "n"), ({"best_of": 2}, "best_of"), ({"prompt": ["one", "two"]}, "prompt"), ({"prompt": ""}, "prompt"),
+    ({"prompt": [1, 2, 3]}, "prompt"), ({"max_tokens": 0}, "max_tokens"), ({"temperature": 3}, "temperature"),
+    ({"suffix": "end"}, "suffix"), ({"stop": [1]}, "stop"),
+])
+def test_bad_text_completion_parameters_are_400_and_name_the_parameter(api_site, model, params, param):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client(api_site, "text-errors").completions.create(**{"model": model, "prompt": RAW_PROMPT, **params})
+    assert assert_error_shape(raised.value.response.json(), "invalid_value")["param"] == param
+
+
+def test_text_completion_errors_have_openais_shape(api_site, model):
+    wrong = openai.OpenAI(base_url=api_site.url + "/v1", api_key="llms-not-a-real-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        wrong.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=4)
+    assert_error_shape(raised.value.response.json(), "invalid_api_key")
+    api = client(api_site, "text-errors")
+    with pytest.raises(openai.NotFoundError) as raised:
+        api.completions.create(model="no-such-model", prompt=RAW_PROMPT, max_tokens=4)
+    assert assert_error_shape(raised.value.response.json(), "model_not_found")["param"] == "model"
+    with pytest.raises(openai.BadRequestError) as raised:
+        api.completions.create(model=model, prompt="dragon soup " * 3000, max_tokens=4)
+    assert_error_shape(raised.value.response.json(), "context_too_long")
+    headers = {"Authorization": "Bearer " + api_site.people["text-errors"]["key"]}
+    status, response_headers, body = raw(api_site, "/v1/completions", headers=headers)
+    assert status == 405 and response_headers["Allow"] == "POST"
+    assert_error_shape(body, "method_not_allowed")
+    assert [r["status"] for r in api_replies(api_site, "text-errors")] == ["error"]  # the too long one; no others
 
 
 # --- errors ---------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ The browser half (keys page, Models page) is tests/test_openai_keys_browser.py."
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +19,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import RunningSite, prepare_data_dir
+from tests.conftest import ROOT, RunningSite, prepare_data_dir
 from tests.openai_people import api_people, shell_json
 
 pytestmark = [pytest.mark.model]
@@ -44,7 +46,7 @@ def api_site(tmp_path_factory):
     running.start()
     running.people = api_people(running, ["plain", "streamer", "stopper", "seeder", "errors", "queue1", "rate",
                                           "gone", "revoked", "holder1", "holder2", "waiter", "browser",
-                                          "origin", "texter", "text-errors"])
+                                          "origin", "texter", "text-errors", "readme"])
     running.staff = api_people(running, ["apistaff"], staff=True)["apistaff"]
     yield running
     running.stop()
@@ -91,6 +93,11 @@ def test_models_lists_the_model_the_site_serves(api_site, model):
     models = client(api_site, "plain").models.list().data
     assert sorted(m.id for m in models) == sorted([model, "second-model.gguf"])  # loaded, or loadable
     assert {m.object for m in models} == {"model"}
+    retrieved = client(api_site, "plain").models.retrieve(model)
+    assert (retrieved.id, retrieved.object, retrieved.owned_by) == (model, "model", "llmsite")
+    with pytest.raises(openai.NotFoundError) as raised:
+        client(api_site, "plain").models.retrieve("no-such-model.gguf")
+    assert assert_error_shape(raised.value.response.json(), "model_not_found")["param"] == "model"
 
 
 def test_a_plain_completion_has_content_usage_and_a_finish_reason(api_site, model):
@@ -241,6 +248,37 @@ def test_text_completion_errors_have_openais_shape(api_site, model):
     assert status == 405 and response_headers["Allow"] == "POST"
     assert_error_shape(body, "method_not_allowed")
     assert [r["status"] for r in api_replies(api_site, "text-errors")] == ["error"]  # the too long one; no others
+
+
+# --- the README's examples -----------------------------------------------------------------------------------
+def test_the_readmes_curl_and_python_examples_run_as_they_are(api_site, model):
+    """The README's API section's sh and python blocks, run as they are written there: only the site's address,
+    the key and (if this machine's default differs) the model name are put in place of the README's."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The OpenAI-compatible API"):readme.index("## Benchmarks")]
+    [shell], [python] = re.findall(r"```sh\n(.*?)```", section, re.S), re.findall(r"```python\n(.*?)```", section, re.S)
+    key = api_site.people["readme"]["key"]
+
+    def place(code: str) -> str:
+        return (code.replace("http://192.168.1.20:8000", api_site.url).replace('"llms-..."', repr(key))
+                .replace("SmolLM2-135M-Instruct.Q4_1.gguf", model))
+
+    env = {**os.environ, "LLMSITE_KEY": key}
+    out = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", place(shell)], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    decoder = json.JSONDecoder()
+    listed, end = decoder.raw_decode(out)
+    assert listed["object"] == "list" and model in [m["id"] for m in listed["data"]]
+    stream, _, rest = out[end:].partition("data: [DONE]\n\n")
+    chunks = [json.loads(line[len("data: "):]) for line in stream.splitlines() if line.startswith("data: ")]
+    assert chunks and "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks).strip()
+    completion = json.loads(rest)
+    assert completion["object"] == "text_completion" and completion["choices"][0]["text"].strip()
+    assert completion["usage"]["completion_tokens"] <= 16
+    printed = subprocess.run([sys.executable, "-c", place(python)], capture_output=True, text=True, timeout=300,
+                             check=True).stdout
+    *text, last = printed.rstrip("\n").split("\n")
+    assert "".join(text).strip() and 1 <= int(last.rsplit(" ", 1)[1]) <= 32, printed
 
 
 # --- errors ---------------------------------------------------------------------------------------------------

@@ -124,6 +124,15 @@ async def models(request, key):
         {"id": name, "object": "model", "created": created, "owned_by": "llmsite"} for name in await served_models()]})
 
 
+@api_view(("GET",))
+async def model(request, key, name: str):
+    """GET /v1/models/<id> (the openai package's models.retrieve): the model, or 404 in OpenAI's shape."""
+    if name not in await served_models():
+        raise ApiError(404, f"The model {name!r} does not exist; GET /v1/models lists the models.",
+                       "model_not_found", "model")
+    return JsonResponse({"id": name, "object": "model", "created": int(time.time()), "owned_by": "llmsite"})
+
+
 async def _resolve_model(name: str) -> str:
     served = await served_models()
     for candidate in (name, name + ".gguf"):

@@ -48,6 +48,7 @@ def api_site(tmp_path_factory):
                                           "gone", "revoked", "holder1", "holder2", "waiter", "browser",
                                           "origin", "texter", "text-errors", "readme"])
     running.staff = api_people(running, ["apistaff"], staff=True)["apistaff"]
+    running.people.update(api_people(running, ["text-keeper"], store=True))
     yield running
     running.stop()
 
@@ -218,6 +219,20 @@ def test_a_streamed_text_completion_matches_the_plain_one_and_ends_with_usage_an
         assert response.headers["Content-Type"].startswith("text/event-stream")
         events = [block for block in response.read().decode().split("\n\n") if block.strip()]
     assert events[-1] == "data: [DONE]" and all(block.startswith(("data: ", ":")) for block in events)
+
+
+def test_a_key_that_stores_calls_keeps_a_text_completion_as_its_prompt_and_the_text(api_site, model):
+    answer = client(api_site, "text-keeper").completions.create(model=model, prompt=RAW_PROMPT, max_tokens=6,
+                                                                temperature=0)
+    stored = shell_json(api_site, (
+        "import json\nfrom chat.models import Message\n"
+        "print(json.dumps(list(Message.objects.filter(conversation__owner__username='text-keeper')"
+        ".order_by('id').values('role', 'content', 'status', 'completion_tokens', 'options'))))"))
+    assert [(m["role"], m["content"]) for m in stored] == [("user", RAW_PROMPT), ("assistant", answer.choices[0].text)]
+    assert stored[1]["completion_tokens"] == answer.usage.completion_tokens == 6
+    assert "prompt" not in stored[1]["options"] and stored[1]["options"]["max_tokens"] == 6
+    [record] = api_replies(api_site, "text-keeper")
+    assert record["conversation_id"] is not None
 
 
 @pytest.mark.parametrize(("params", "param"), [

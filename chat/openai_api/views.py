@@ -1,4 +1,4 @@
-"""/v1/: OpenAI's chat API on this site's queue and workers.
+"""/v1/: OpenAI's API (models, chat completions, text completions) on this site's queue and workers.
 
 Authenticated by `Authorization: Bearer <key>` only: the session cookie is never read here, so no other site
 can make a signed-in browser call the API (no CSRF), and browsers reach it from other origins only where

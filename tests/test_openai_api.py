@@ -6,7 +6,9 @@ The browser half (keys page, Models page) is tests/test_openai_keys_browser.py."
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -17,7 +19,7 @@ import openai
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import RunningSite, prepare_data_dir
+from tests.conftest import ROOT, RunningSite, prepare_data_dir
 from tests.openai_people import api_people, shell_json
 
 pytestmark = [pytest.mark.model]
@@ -44,8 +46,9 @@ def api_site(tmp_path_factory):
     running.start()
     running.people = api_people(running, ["plain", "streamer", "stopper", "seeder", "errors", "queue1", "rate",
                                           "gone", "revoked", "holder1", "holder2", "waiter", "browser",
-                                          "origin"])
+                                          "origin", "texter", "text-errors", "readme"])
     running.staff = api_people(running, ["apistaff"], staff=True)["apistaff"]
+    running.people.update(api_people(running, ["text-keeper"], store=True))
     yield running
     running.stop()
 
@@ -91,6 +94,11 @@ def test_models_lists_the_model_the_site_serves(api_site, model):
     models = client(api_site, "plain").models.list().data
     assert sorted(m.id for m in models) == sorted([model, "second-model.gguf"])  # loaded, or loadable
     assert {m.object for m in models} == {"model"}
+    retrieved = client(api_site, "plain").models.retrieve(model)
+    assert (retrieved.id, retrieved.object, retrieved.owned_by) == (model, "model", "llmsite")
+    with pytest.raises(openai.NotFoundError) as raised:
+        client(api_site, "plain").models.retrieve("no-such-model.gguf")
+    assert assert_error_shape(raised.value.response.json(), "model_not_found")["param"] == "model"
 
 
 def test_a_plain_completion_has_content_usage_and_a_finish_reason(api_site, model):
@@ -162,6 +170,130 @@ def test_a_seed_repeats_a_sampled_reply(api_site, model):
                                                  top_p=0.9, seed=1234, presence_penalty=0.5, frequency_penalty=0.5)
                      for _ in range(2))
     assert first.choices[0].message.content == second.choices[0].message.content
+
+
+# --- text completions (/v1/completions) ------------------------------------------------------------------------
+RAW_PROMPT = "The three primary colours are"
+
+
+def test_a_text_completion_continues_the_raw_prompt_without_a_chat_template(api_site, model):
+    from chat.tests.test_worker import direct_completion
+
+    api = client(api_site, "texter")
+    answer = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0)
+    expected, prompt_tokens = direct_completion(RAW_PROMPT, 12)  # llama-cpp-python's own, on the same prompt
+    assert answer.object == "text_completion" and answer.model == model and answer.id.startswith("cmpl-")
+    [choice] = answer.choices
+    assert choice.text == expected and choice.finish_reason == "length" and choice.index == 0
+    assert (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (prompt_tokens, 12)
+    assert answer.usage.total_tokens == prompt_tokens + 12
+    echoed = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0, echo=True)
+    assert echoed.choices[0].text == RAW_PROMPT + expected
+    records = api_replies(api_site, "texter")
+    assert [r["status"] for r in records] == ["complete", "complete"]  # counted and recorded as any API reply
+    assert records[0]["completion_tokens"] == 12 and records[0]["prompt_tokens"] == prompt_tokens
+    stop = expected.split()[2]
+    cut = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0, stop=[stop])
+    assert cut.choices[0].text == expected[:expected.index(stop)] and cut.choices[0].finish_reason == "stop"
+    sampled = [api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=1.0, top_p=0.95,
+                                      seed=77).choices[0].text for _ in range(2)]
+    assert sampled[0] == sampled[1]
+
+
+def test_a_streamed_text_completion_matches_the_plain_one_and_ends_with_usage_and_done(api_site, model):
+    api = client(api_site, "texter")
+    plain = api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0)
+    chunks = list(api.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=12, temperature=0, stream=True,
+                                         stream_options={"include_usage": True}, echo=True))
+    texts = [c.choices[0].text for c in chunks if c.choices]
+    assert texts[0] == RAW_PROMPT and len([t for t in texts[1:] if t]) > 3  # echo, then token by token
+    assert "".join(texts) == RAW_PROMPT + plain.choices[0].text
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == plain.usage.completion_tokens
+    assert chunks[-1].usage.prompt_tokens == plain.usage.prompt_tokens
+    assert all(c.usage is None and c.object == "text_completion" for c in chunks[:-1])
+    body = json.dumps({"model": model, "prompt": RAW_PROMPT, "max_tokens": 3, "stream": True}).encode()
+    request = urllib.request.Request(api_site.url + "/v1/completions", data=body, method="POST", headers={
+        "Authorization": "Bearer " + api_site.people["texter"]["key"], "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        events = [block for block in response.read().decode().split("\n\n") if block.strip()]
+    assert events[-1] == "data: [DONE]" and all(block.startswith(("data: ", ":")) for block in events)
+
+
+def test_a_key_that_stores_calls_keeps_a_text_completion_as_its_prompt_and_the_text(api_site, model):
+    answer = client(api_site, "text-keeper").completions.create(model=model, prompt=RAW_PROMPT, max_tokens=6,
+                                                                temperature=0)
+    stored = shell_json(api_site, (
+        "import json\nfrom chat.models import Message\n"
+        "print(json.dumps(list(Message.objects.filter(conversation__owner__username='text-keeper')"
+        ".order_by('id').values('role', 'content', 'status', 'completion_tokens', 'options'))))"))
+    assert [(m["role"], m["content"]) for m in stored] == [("user", RAW_PROMPT), ("assistant", answer.choices[0].text)]
+    assert stored[1]["completion_tokens"] == answer.usage.completion_tokens == 6
+    assert "prompt" not in stored[1]["options"] and stored[1]["options"]["max_tokens"] == 6
+    [record] = api_replies(api_site, "text-keeper")
+    assert record["conversation_id"] is not None
+
+
+@pytest.mark.parametrize(("params", "param"), [
+    ({"n": 2}, "n"), ({"best_of": 2}, "best_of"), ({"prompt": ["one", "two"]}, "prompt"), ({"prompt": ""}, "prompt"),
+    ({"prompt": [1, 2, 3]}, "prompt"), ({"max_tokens": 0}, "max_tokens"), ({"temperature": 3}, "temperature"),
+    ({"suffix": "end"}, "suffix"), ({"stop": [1]}, "stop"),
+])
+def test_bad_text_completion_parameters_are_400_and_name_the_parameter(api_site, model, params, param):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client(api_site, "text-errors").completions.create(**{"model": model, "prompt": RAW_PROMPT, **params})
+    assert assert_error_shape(raised.value.response.json(), "invalid_value")["param"] == param
+
+
+def test_text_completion_errors_have_openais_shape(api_site, model):
+    wrong = openai.OpenAI(base_url=api_site.url + "/v1", api_key="llms-not-a-real-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as raised:
+        wrong.completions.create(model=model, prompt=RAW_PROMPT, max_tokens=4)
+    assert_error_shape(raised.value.response.json(), "invalid_api_key")
+    api = client(api_site, "text-errors")
+    with pytest.raises(openai.NotFoundError) as raised:
+        api.completions.create(model="no-such-model", prompt=RAW_PROMPT, max_tokens=4)
+    assert assert_error_shape(raised.value.response.json(), "model_not_found")["param"] == "model"
+    with pytest.raises(openai.BadRequestError) as raised:
+        api.completions.create(model=model, prompt="dragon soup " * 3000, max_tokens=4)
+    assert_error_shape(raised.value.response.json(), "context_too_long")
+    headers = {"Authorization": "Bearer " + api_site.people["text-errors"]["key"]}
+    status, response_headers, body = raw(api_site, "/v1/completions", headers=headers)
+    assert status == 405 and response_headers["Allow"] == "POST"
+    assert_error_shape(body, "method_not_allowed")
+    assert [r["status"] for r in api_replies(api_site, "text-errors")] == ["error"]  # the too long one; no others
+
+
+# --- the README's examples -----------------------------------------------------------------------------------
+def test_the_readmes_curl_and_python_examples_run_as_they_are(api_site, model):
+    """The README's API section's sh and python blocks, run as they are written there: only the site's address,
+    the key and (if this machine's default differs) the model name are put in place of the README's."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## The OpenAI-compatible API"):readme.index("## Benchmarks")]
+    [shell], [python] = re.findall(r"```sh\n(.*?)```", section, re.S), re.findall(r"```python\n(.*?)```", section, re.S)
+    key = api_site.people["readme"]["key"]
+
+    def place(code: str) -> str:
+        return (code.replace("http://192.168.1.20:8000", api_site.url).replace('"llms-..."', repr(key))
+                .replace("SmolLM2-135M-Instruct.Q4_1.gguf", model))
+
+    env = {**os.environ, "LLMSITE_KEY": key}
+    out = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", place(shell)], env=env, capture_output=True,
+                         text=True, timeout=300, check=True).stdout
+    decoder = json.JSONDecoder()
+    listed, end = decoder.raw_decode(out)
+    assert listed["object"] == "list" and model in [m["id"] for m in listed["data"]]
+    stream, _, rest = out[end:].partition("data: [DONE]\n\n")
+    chunks = [json.loads(line[len("data: "):]) for line in stream.splitlines() if line.startswith("data: ")]
+    assert chunks and "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks).strip()
+    completion = json.loads(rest)
+    assert completion["object"] == "text_completion" and completion["choices"][0]["text"].strip()
+    assert completion["usage"]["completion_tokens"] <= 16
+    printed = subprocess.run([sys.executable, "-c", place(python)], capture_output=True, text=True, timeout=300,
+                             check=True).stdout
+    *text, last = printed.rstrip("\n").split("\n")
+    assert "".join(text).strip() and 1 <= int(last.rsplit(" ", 1)[1]) <= 32, printed
 
 
 # --- errors ---------------------------------------------------------------------------------------------------

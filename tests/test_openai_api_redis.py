@@ -39,7 +39,8 @@ def redis_api_site(redis_server, tmp_path_factory):
                                             "print(default_model_file())").strip().splitlines()[-1]
     (data_dir / "models" / "unserved-model.gguf").symlink_to(default)
     running.start()
-    running.people = api_people(running, ["r-plain", "r-holder1", "r-holder2", "r-waiter", "r-both"])
+    running.people = api_people(running, ["r-plain", "r-holder1", "r-holder2", "r-waiter", "r-both",
+                                                    "r-text"])
     running.staff_cookie = api_people(running, ["r-staff"], staff=True)["r-staff"]["cookie"]
     worker_dir = tmp_path_factory.mktemp("api-worker")
     log = open(worker_dir / "worker.log", "w")
@@ -81,6 +82,23 @@ def test_completions_through_a_redis_worker(redis_api_site):
     assert raised.value.status_code == 503 and raised.value.response.json()["error"]["code"] == "no_worker"
     with pytest.raises(openai.NotFoundError):
         api.chat.completions.create(model="no-such-model", messages=QUESTION)
+
+
+def test_text_completions_through_a_redis_worker(redis_api_site):
+    """/v1/completions: the raw prompt travels to the LAN worker in the job's options and reaches its model
+    without a chat template: the text llama-cpp-python's own create_completion writes for it."""
+    from chat.tests.test_worker import direct_completion
+
+    api = client(redis_api_site, "r-text")
+    [model] = [m.id for m in api.models.list().data]
+    prompt = "The three primary colours are"
+    plain = api.completions.create(model=model, prompt=prompt, max_tokens=12, temperature=0)
+    expected, prompt_tokens = direct_completion(prompt, 12)
+    assert plain.choices[0].text == expected and plain.usage.prompt_tokens == prompt_tokens
+    chunks = list(api.completions.create(model=model, prompt=prompt, max_tokens=12, temperature=0, stream=True,
+                                         stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == expected
+    assert chunks[-1].usage.completion_tokens == plain.usage.completion_tokens == 12
 
 
 def test_a_disconnect_frees_the_redis_workers_slot_at_once(redis_api_site):

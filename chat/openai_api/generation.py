@@ -43,7 +43,7 @@ class Generation:
         self.key = key
         self.model_file = model_file
         self.streamed = streamed
-        self.request = request  # the ChatRequest: messages and options, for storing and for finish_reason
+        self.request = request  # the Chat- or CompletionRequest: messages and options, for storing and finish_reason
         self.loaded: dict = {}
         self.started_at: float | None = None
         self.first_token_at: float | None = None
@@ -156,7 +156,7 @@ def _store_conversation(generation: Generation, stats: dict, reasoning: str, con
             Message.objects.create(conversation=conversation, role=message["role"], content=message["content"])
     Message.objects.create(
         conversation=conversation, role=Role.ASSISTANT, content=content, status=Status.COMPLETE,
-        options={k: v for k, v in generation.request.options.items() if k != "stop"},
+        options={k: v for k, v in generation.request.options.items() if k not in ("stop", "prompt")},
         prompt_tokens=stats.get("prompt_tokens"), completion_tokens=stats.get("tokens"), ttft_ms=stats.get("ttft_ms"),
         prompt_tokens_per_s=stats.get("prompt_tokens_per_s"), decode_tokens_per_s=stats.get("tokens_per_s"),
         finished_at=timezone.now())

@@ -98,14 +98,84 @@ def parse_stop(value) -> list[str]:
     return [_text(s, "stop", 1000) for s in stops if s]
 
 
-def parse_chat(body, *, max_tokens: int, max_chars: int) -> ChatRequest:
-    """A /v1/chat/completions body -> ChatRequest, or BadRequest naming the parameter."""
+@dataclass
+class CompletionRequest:
+    """A /v1/completions request: `prompt` goes to the model as it is (options["prompt"], no chat template).
+    `messages` is the prompt as a user's message, only for storing the call as a conversation."""
+    model: str
+    prompt: str
+    echo: bool = False
+    stream: bool = False
+    include_usage: bool = False
+    options: dict = field(default_factory=dict)
+    messages: list = field(default_factory=list)
+
+
+def _model(body) -> str:
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BadRequest("model is required: one of the ids GET /v1/models lists.", "model")
+    return model
+
+
+def parse_chat(body, *, max_tokens: int, max_chars: int) -> ChatRequest:
+    """A /v1/chat/completions body -> ChatRequest, or BadRequest naming the parameter."""
+    model = _model(body)
     messages = parse_messages(body.get("messages"), max_chars)
+    stream, include_usage = _stream_flags(body)
+    _one_choice(body)
+    if body.get("tools"):
+        raise BadRequest("tools are not supported.", "tools")
+    options = _sampling(body, max_tokens, default_max_tokens=max_tokens,
+                        names=("max_tokens", "max_completion_tokens"))  # max_completion_tokens: OpenAI's newer name
+    return ChatRequest(model=model, messages=messages, stream=stream, include_usage=include_usage, options=options)
+
+
+def parse_completion(body, *, max_tokens: int, max_chars: int, default_max_tokens: int = 16) -> CompletionRequest:
+    """A /v1/completions body -> CompletionRequest, or BadRequest naming the parameter. As OpenAI's: max_tokens
+    is 16 unless the request says; one prompt (a string, or an array holding one string); echo; no suffix."""
+    model = _model(body)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        if len(prompt) != 1 or not isinstance(prompt[0], str):
+            raise BadRequest("prompt must be a string, or an array of one string: this server completes one "
+                             "prompt per request, given as text (not token ids).", "prompt")
+        prompt = prompt[0]
+    if prompt is None:
+        raise BadRequest("prompt is required: the text the model continues.", "prompt")
+    prompt = _text(prompt, "prompt", max_chars)
+    if not prompt:
+        raise BadRequest("prompt must not be empty.", "prompt")
+    stream, include_usage = _stream_flags(body)
+    _one_choice(body)
+    best_of = body.get("best_of")
+    if best_of is not None and (isinstance(best_of, bool) or best_of != 1):
+        raise BadRequest(f"best_of must be 1: this server writes one completion per request; got {best_of!r}.",
+                         "best_of")
+    if body.get("suffix"):
+        raise BadRequest("suffix is not supported.", "suffix")
+    echo = body.get("echo")
+    if echo is not None and not isinstance(echo, bool):
+        raise BadRequest("echo must be true or false.", "echo")
+    options = _sampling(body, max_tokens, default_max_tokens=min(default_max_tokens, max_tokens),
+                        names=("max_tokens",))
+    options["prompt"] = prompt  # the worker's raw-prompt mode (chat/worker/engine.py raw_prompt)
+    return CompletionRequest(model=model, prompt=prompt, echo=bool(echo), stream=stream,
+                             include_usage=include_usage, options=options,
+                             messages=[{"role": "user", "content": prompt}])
+
+
+def _one_choice(body: dict) -> None:
+    n = body.get("n")
+    if n is not None and (isinstance(n, bool) or n != 1):
+        raise BadRequest(f"n must be 1: this server writes one choice per request; got {n!r}.", "n")
+    if body.get("logprobs"):
+        raise BadRequest("logprobs are not supported.", "logprobs")
+
+
+def _stream_flags(body: dict) -> tuple[bool, bool]:
     stream = body.get("stream")
     if stream is not None and not isinstance(stream, bool):
         raise BadRequest("stream must be true or false.", "stream")
@@ -115,15 +185,13 @@ def parse_chat(body, *, max_tokens: int, max_chars: int) -> ChatRequest:
     include_usage = (stream_options or {}).get("include_usage")
     if include_usage is not None and not isinstance(include_usage, bool):
         raise BadRequest("stream_options.include_usage must be true or false.", "stream_options.include_usage")
-    n = body.get("n")
-    if n is not None and (isinstance(n, bool) or n != 1):
-        raise BadRequest(f"n must be 1: this server writes one choice per request; got {n!r}.", "n")
-    if body.get("logprobs"):
-        raise BadRequest("logprobs are not supported.", "logprobs")
-    if body.get("tools"):
-        raise BadRequest("tools are not supported.", "tools")
-    options = {"temperature": 1.0, "top_p": 1.0, "repeat_penalty": 1.0, "max_tokens": max_tokens}
-    for name in ("max_tokens", "max_completion_tokens"):  # max_completion_tokens is OpenAI's newer name
+    return bool(stream), bool(include_usage)
+
+
+def _sampling(body: dict, max_tokens: int, *, default_max_tokens: int, names: tuple[str, ...]) -> dict:
+    """The options the worker reads, OpenAI's defaults where the request says nothing."""
+    options = {"temperature": 1.0, "top_p": 1.0, "repeat_penalty": 1.0, "max_tokens": default_max_tokens}
+    for name in names:
         value = _number(body, name, 1, max_tokens, integer=True)
         if value is not None:
             options["max_tokens"] = value
@@ -141,5 +209,4 @@ def parse_chat(body, *, max_tokens: int, max_chars: int) -> ChatRequest:
     stops = parse_stop(body.get("stop"))
     if stops:
         options["stop"] = stops
-    return ChatRequest(model=model, messages=messages, stream=bool(stream), include_usage=bool(include_usage),
-                       options=options)
+    return options

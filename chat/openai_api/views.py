@@ -1,4 +1,4 @@
-"""/v1/: OpenAI's chat API on this site's queue and workers.
+"""/v1/: OpenAI's API (models, chat completions, text completions) on this site's queue and workers.
 
 Authenticated by `Authorization: Bearer <key>` only: the session cookie is never read here, so no other site
 can make a signed-in browser call the API (no CSRF), and browsers reach it from other origins only where
@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from chat import limits, replies, services
 from chat.openai_api import keys
 from chat.openai_api.generation import Generation, next_job_id
-from chat.openai_api.params import BadRequest, parse_chat
+from chat.openai_api.params import BadRequest, parse_chat, parse_completion
 from chat.openai_api.reasoning import ReasoningSplitter, split
 from chat.worker import get_manager
 
@@ -97,8 +97,8 @@ async def _authenticate(request):
 
 @csrf_exempt
 async def not_found(request):
-    return ApiError(404, f"There is no {request.path} here: this API offers GET /v1/models and "
-                         "POST /v1/chat/completions.", "not_found").response(request)
+    return ApiError(404, f"There is no {request.path} here: this API offers GET /v1/models, "
+                         "POST /v1/chat/completions and POST /v1/completions.", "not_found").response(request)
 
 
 # --- models -------------------------------------------------------------------------------------------------
@@ -124,6 +124,15 @@ async def models(request, key):
         {"id": name, "object": "model", "created": created, "owned_by": "llmsite"} for name in await served_models()]})
 
 
+@api_view(("GET",))
+async def model(request, key, name: str):
+    """GET /v1/models/<id> (the openai package's models.retrieve): the model, or 404 in OpenAI's shape."""
+    if name not in await served_models():
+        raise ApiError(404, f"The model {name!r} does not exist; GET /v1/models lists the models.",
+                       "model_not_found", "model")
+    return JsonResponse({"id": name, "object": "model", "created": int(time.time()), "owned_by": "llmsite"})
+
+
 async def _resolve_model(name: str) -> str:
     served = await served_models()
     for candidate in (name, name + ".gguf"):
@@ -146,13 +155,29 @@ def _parse_body(request):
         raise ApiError(400, "The request body is not valid JSON.", "invalid_json") from None
 
 
-@api_view(("POST",))
-async def chat_completions(request, key):
+def _parse(parse, request):
     try:
-        chat = parse_chat(_parse_body(request), max_tokens=settings.LLMSITE_MAX_TOKENS,
-                          max_chars=settings.LLMSITE_MAX_MESSAGE_CHARS)
+        return parse(_parse_body(request), max_tokens=settings.LLMSITE_MAX_TOKENS,
+                     max_chars=settings.LLMSITE_MAX_MESSAGE_CHARS)
     except BadRequest as exc:
         raise ApiError(400, exc.message, exc.code, exc.param) from None
+
+
+@api_view(("POST",))
+async def chat_completions(request, key):
+    chat = _parse(parse_chat, request)
+    return await _reply(key, chat, chat.messages, _stream, _complete)
+
+
+@api_view(("POST",))
+async def completions(request, key):
+    """The legacy text completion: the prompt as it is, no chat template (the worker's raw-prompt mode)."""
+    text = _parse(parse_completion, request)
+    return await _reply(key, text, [], _text_stream, _text_complete)
+
+
+async def _reply(key, chat, messages: list, stream, complete):
+    """One reply through the chat's limits, queue and workers; `stream` or `complete` writes the answer."""
     model_file = await _resolve_model(chat.model)
     try:
         ticket = limits.admit(key.owner_id)  # the chat's per-person limits: rate and replies in flight
@@ -166,7 +191,7 @@ async def chat_completions(request, key):
             await database_sync_to_async(services.ensure_model_started)(model_file)
         load = await database_sync_to_async(services.load_settings_for)(model_file)
         job_id = next_job_id()
-        job = replies.start(manager, job_id, chat.messages, chat.options,
+        job = replies.start(manager, job_id, messages, chat.options,
                             {"conversation": None, "model_file": model_file, "load": load, "events": "caller"})
         ticket.bind(job_id)
         generation = Generation(manager, job, key=key, model_file=model_file, streamed=chat.stream, request=chat)
@@ -177,13 +202,13 @@ async def chat_completions(request, key):
             raise ApiError(status, first.get("message") or "The reply failed.", first.get("code") or "error")
         forced_open = await generation.forced_open()
         if chat.stream:
-            response = StreamingHttpResponse(_stream(generation, chat, first, forced_open),
+            response = StreamingHttpResponse(stream(generation, chat, first, forced_open),
                                              content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
             generation = None  # the stream owns it now, and closes it
             return response
-        return JsonResponse(await _complete(generation, chat, first, forced_open))
+        return JsonResponse(await complete(generation, chat, first, forced_open))
     finally:
         if ticket.message_id is None:
             ticket.cancel()
@@ -281,3 +306,65 @@ async def _stream(generation: Generation, chat, event: dict, forced_open: bool):
     finally:
         generation.close()
 
+
+
+# --- text completions (/v1/completions) ------------------------------------------------------------------------
+async def _text_complete(generation: Generation, text, event: dict, _forced_open: bool) -> dict:
+    while event["ev"] not in ("done", "failed"):
+        event = await generation.next()
+    if event["ev"] == "failed":
+        await generation.record("error", generation.stats({}))
+        raise ApiError(FAILURE_STATUS.get(event.get("code"), 500), event.get("message") or "The reply failed.",
+                       event.get("code") or "error")
+    stats = generation.stats(event.get("stats") or {})
+    status = event.get("status", "complete")
+    await generation.record(status, stats, "", generation.text)
+    return {
+        "id": "cmpl-" + secrets.token_hex(12), "object": "text_completion", "created": int(time.time()),
+        "model": generation.model_file, "system_fingerprint": None,
+        "choices": [{"text": (text.prompt if text.echo else "") + generation.text, "index": 0, "logprobs": None,
+                     "finish_reason": _finish_reason(text, stats, status)}],
+        "usage": _usage(stats),
+    }
+
+
+async def _text_stream(generation: Generation, text, event: dict, _forced_open: bool):
+    """Server-sent events as OpenAI sends them for completions: chunks with the text, the finish reason, usage if
+    asked for, then `data: [DONE]`. A client that disconnects cancels this generator: `finally` stops the reply."""
+    base = {"id": "cmpl-" + secrets.token_hex(12), "object": "text_completion", "created": int(time.time()),
+            "model": generation.model_file, "system_fingerprint": None}
+    usage = {"usage": None} if text.include_usage else {}
+
+    def chunk(piece: str, finish_reason=None) -> bytes:
+        return _sse({**base, "choices": [{"text": piece, "index": 0, "logprobs": None,
+                                          "finish_reason": finish_reason}], **usage})
+
+    try:
+        if text.echo:
+            yield chunk(text.prompt)
+        while True:
+            kind = event["ev"]
+            if kind == "token":
+                yield chunk(event["text"])
+            elif kind == "queued":
+                yield f": queued, position {event['position']}\n\n".encode()  # an SSE comment: clients skip it
+            elif kind == "failed":
+                await generation.record("error", generation.stats({}))
+                code = event.get("code") or "error"
+                status = FAILURE_STATUS.get(code, 500)
+                yield _sse({"error": {"message": event.get("message") or "The reply failed.",
+                                      "type": ERROR_TYPES.get(status, "server_error"), "param": None, "code": code}})
+                yield b"data: [DONE]\n\n"
+                return
+            elif kind == "done":
+                stats = generation.stats(event.get("stats") or {})
+                status = event.get("status", "complete")
+                yield chunk("", _finish_reason(text, stats, status))
+                if text.include_usage:
+                    yield _sse({**base, "choices": [], "usage": _usage(stats)})
+                await generation.record(status, stats, "", generation.text)
+                yield b"data: [DONE]\n\n"
+                return
+            event = await generation.next()
+    finally:
+        generation.close()

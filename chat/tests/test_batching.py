@@ -241,3 +241,22 @@ async def test_killing_the_worker_mid_batch_fails_every_reply_keeps_the_text_and
     finally:
         for socket in sockets:
             await socket.close()
+
+
+@pytest.mark.model
+def test_a_raw_prompt_is_given_to_the_model_as_it_is_beside_chat_replies(batched):
+    """options["prompt"] (/v1/completions) in the batched engine: no chat template, the text llama-cpp-python's
+    own create_completion writes, while a chat reply shares the batch; a too long prompt is refused."""
+    from chat.tests.test_worker import GREEDY_RAW, RAW_PROMPT, direct_completion
+
+    transport, events, _ = batched
+    transport.send({"op": "generate", "job": 70, "messages": ask("a red fox"), "options": {"max_tokens": 24}})
+    transport.send({"op": "generate", "job": 71, "messages": [], "options": GREEDY_RAW})
+    finished, _ = run_jobs(events, {70, 71})
+    expected, prompt_tokens = direct_completion(RAW_PROMPT, 12)
+    text, done = finished[71]
+    assert done["ev"] == "done" and text == expected, (text, expected)
+    assert done["stats"]["prompt_tokens"] == prompt_tokens and done["stats"]["tokens"] == 12
+    assert finished[70][1]["ev"] == "done" and finished[70][0]
+    transport.send({"op": "generate", "job": 72, "messages": [], "options": {**GREEDY_RAW, "prompt": "word " * 1200}})
+    assert run_jobs(events, {72})[0][72][1]["code"] == "context_too_long"

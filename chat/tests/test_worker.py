@@ -198,3 +198,50 @@ def test_old_turns_are_dropped_to_fit_the_context_and_a_too_long_message_is_refu
     transport.send({"op": "generate", "job": 22, "messages": [{"role": "user", "content": long_text}],
                     "options": {"max_tokens": 4}})
     assert next_event(events, "failed")["code"] == "context_too_long"
+
+
+# --- raw prompts (/v1/completions) ---------------------------------------------------------------------------
+RAW_PROMPT = "The three primary colours are"
+GREEDY_RAW = {"prompt": RAW_PROMPT, "max_tokens": 12, "temperature": 0, "repeat_penalty": 1.0}
+
+
+def direct_completion(prompt: str, max_tokens: int) -> tuple[str, int]:
+    """What llama-cpp-python's own create_completion writes for `prompt` (greedy): its text and prompt tokens."""
+    import llama_cpp
+
+    llama = llama_cpp.Llama(str(MODEL), n_ctx=1024, n_threads=2, verbose=False)
+    try:
+        answer = llama.create_completion(prompt, max_tokens=max_tokens, temperature=0)
+        return answer["choices"][0]["text"], answer["usage"]["prompt_tokens"]
+    finally:
+        llama.close()
+
+
+def raw_reply(transport, events, job: int, options: dict) -> tuple[str, dict]:
+    transport.send({"op": "generate", "job": job, "messages": [], "options": options})
+    text = ""
+    while True:
+        event = events.get(timeout=120)
+        if event.get("job") == job and event["ev"] == "token":
+            text += event["text"]
+        elif event.get("job") == job and event["ev"] in ("done", "failed"):
+            return text, event
+
+
+@pytest.mark.model
+def test_a_raw_prompt_is_given_to_the_model_as_it_is(worker):
+    """options["prompt"]: no chat template (its tokens would be many more), the text llama-cpp-python's own
+    create_completion writes for the same prompt; stop strings and a too long prompt as with chat replies."""
+    transport, events, _ = worker
+    load(transport, events, n_ctx=256)
+    next_event(events, "loaded")
+    text, done = raw_reply(transport, events, 31, GREEDY_RAW)
+    expected, prompt_tokens = direct_completion(RAW_PROMPT, 12)
+    assert done["ev"] == "done" and done["status"] == "complete", done
+    assert text == expected and done["stats"]["prompt_tokens"] == prompt_tokens
+    assert done["stats"]["tokens"] == 12 and done["stats"]["finish_reason"] == "length"
+    stop = expected.split()[2]
+    cut, done = raw_reply(transport, events, 32, {**GREEDY_RAW, "stop": [stop]})
+    assert cut == expected[:expected.index(stop)] and done["stats"]["finish_reason"] == "stop"
+    _, failed = raw_reply(transport, events, 33, {**GREEDY_RAW, "prompt": "word " * 400})
+    assert failed["ev"] == "failed" and failed["code"] == "context_too_long"

@@ -99,14 +99,17 @@ class Engine:
         self.counters = {"prompt_tokens": 0, "cached_tokens": 0, "evaluated_tokens": 0, "generated_tokens": 0}
 
     # --- public ----------------------------------------------------------------------------------------
-    def prompt_tokens(self, messages: list) -> tuple[list, list]:
+    def prompt_tokens(self, messages: list, options: dict | None = None) -> tuple[list, list]:
+        raw = raw_prompt(options)
+        if raw is not None:  # /v1/completions: the text as it is, no chat template, no template stop strings
+            return self.llama.tokenize(raw.encode("utf-8"), add_bos=True, special=True), []
         prompt, added_special, stops = chat_prompt(self.llama, messages, self.formatter)
         tokens = self.llama.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
         return tokens, stops
 
     def submit(self, job: int, messages: list, options: dict | None = None, conversation=None) -> Reply:
         """Queue a reply; it starts at the next step with a free slot. ContextTooLong if it cannot fit."""
-        tokens, stops = self.prompt_tokens(messages)
+        tokens, stops = self.prompt_tokens(messages, options)
         stops += [s for s in (options or {}).get("stop") or () if s]  # the OpenAI API's `stop` strings
         if len(tokens) >= self.n_ctx:
             raise ContextTooLong(len(tokens))
@@ -417,6 +420,13 @@ def _chat_formatter(llama):
         )
     name = (llama.chat_format or "chatml").replace("-", "_")
     return getattr(llama_chat_format, f"format_{name}", llama_chat_format.format_chatml)
+
+
+def raw_prompt(options: dict | None) -> str | None:
+    """The raw prompt of a /v1/completions request (options["prompt"]: text given to the model as it is, no chat
+    template; the job's messages are then empty), or None for a chat reply."""
+    raw = (options or {}).get("prompt")
+    return raw if isinstance(raw, str) else None
 
 
 def chat_prompt(llama, messages: list, formatter=None) -> tuple[str, bool, list]:

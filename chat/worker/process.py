@@ -212,6 +212,8 @@ class Worker:
     def _generate(self, job: int, messages: list, options: dict) -> None:
         import llama_cpp
 
+        from chat.worker.engine import raw_prompt
+
         stop_job = self.stop_job
         times: list[float] = []
         prompt_len = [0]
@@ -255,8 +257,12 @@ class Worker:
                 "presence_penalty": options.get("presence_penalty") or 0.0,
             }
             extra_stops = list(options.get("stop") or [])
-            continuing = bool(messages) and messages[-1]["role"] == "assistant"
-            if continuing:  # go on with the last reply (cut at the length limit): the same message, more text
+            raw = raw_prompt(options)
+            continuing = raw is not None or bool(messages) and messages[-1]["role"] == "assistant"
+            if raw is not None:  # /v1/completions: the text as it is, no chat template
+                tokens = llama.tokenize(raw.encode("utf-8"), add_bos=True, special=True)
+                chunks = llama.create_completion(prompt=tokens, stream=True, stop=extra_stops, **sampling)
+            elif continuing:  # go on with the last reply (cut at the length limit): the same message, more text
                 from chat.worker.engine import chat_prompt
 
                 prompt, added_special, stops = chat_prompt(llama, messages)

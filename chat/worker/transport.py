@@ -14,6 +14,10 @@ commands (web -> worker)                         events (worker -> web)
   {"op": "stop", "job"}  (read between steps by the batched worker; "parallel" in load turns it on)
   {"op": "shutdown"}
 
+A generate command whose options hold "prompt" (a string; its messages are then empty) is a raw prompt, from
+/v1/completions: the model reads that text as it is, without the chat template (chat/worker/engine.py
+raw_prompt). The pools (chat/worker/manager.py, chat/worker/pool.py) pass options through unchanged.
+
 Stop is out of band (`request_stop`), because the one-at-a-time worker does not read commands while it
 generates; it is also sent as a command, which the batched worker reads between its decode steps.
 """

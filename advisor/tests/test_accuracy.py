@@ -61,7 +61,7 @@ def _speed(rows, what):
     (row,) = [r for r in rows if r["what"] == what]
     ratio = row["estimate"] / row["llama_cpp"]
     print(f"{row['case']:<34} {what:<13} estimate {row['estimate']:7.1f}  measured {row['llama_cpp']:7.1f}  "
-          f"ratio {ratio:.2f}")
+          f"ratio {ratio:.2f}  (wall clock {row['wall']:7.1f})")
     return ratio
 
 

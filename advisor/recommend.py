@@ -397,11 +397,14 @@ def choose(model: ModelEntry, quants, placed: dict, question: Question) -> tuple
     Low-bit quants are dropped when any other quant meets the floor.
     """
     running, fastest = [], None
+    quality = quality_for_use(model, question.use)[0]
     for q in quants:
+        # score_of()'s score, its speed-independent part taken once per quant
+        kept = quality * (1 - quant_cost(q.kld, model.native_share, native=q.name == model.expert_tensor_type))
         for row in placed.get((model.slug, q.name), []):
             if runs(row, question.min_speed):
-                terms = score_of(model, q, row.decode_tokens_per_s, question.use, question.min_speed)
-                running.append((terms["score"], row.decode_tokens_per_s, q, row))
+                score = round(kept * speed_factor(row.decode_tokens_per_s, question.min_speed), 2)
+                running.append((score, row.decode_tokens_per_s, q, row))
             elif row.fits != "no" and (fastest is None or row.decode_tokens_per_s > fastest[1].decode_tokens_per_s):
                 fastest = (q, row)
     if any(not q.low_bit for _s, _v, q, _r in running):

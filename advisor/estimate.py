@@ -493,7 +493,8 @@ class _RtInfo:
         # GPU bytes of everything on the GPU (the output layer too), and need[k]: block weights and KV cache
         # of the k highest layers. need only grows with k, so the most layers that fit is one bisection.
         self.full_need = p.dense_total + p.expert_total + p.output_gpu + p.other + self.kv_all + self.compute
-        self.need = [p.dense_top[k] + p.expert_top[k] + self.unit * ((k - p.swa_top[k]) * cells + p.swa_top[k] * cells_swa)
+        unit, swa_top = self.unit, p.swa_top
+        self.need = [p.dense_top[k] + p.expert_top[k] + unit * ((k - swa_top[k]) * cells + swa_top[k] * cells_swa)
                      for k in range(p.n + 1)]
 
 

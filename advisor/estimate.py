@@ -13,6 +13,7 @@ n_gpu_layers 0, n_threads = cpu_count // 2 for decoding and cpu_count for prompt
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -489,7 +490,9 @@ class _RtInfo:
                              + 2.0 * arch.n_head * arch.head_k * n_ub * arch.n_layer)
         self.ff_max = max(arch.n_ff, arch.n_ff_expert, arch.n_embd)
         self.cpu_times: dict = {}
-        self.hardware: dict = {}     # id(hw) -> (hw, figures): a ranking reuses one Hardware object
+        # (hw, figures) of the last Hardware: a ranking reuses one object for every pair. One entry, not a dict
+        # by id(hw): every request brings a new Hardware, and a dict kept each of them alive forever.
+        self.hardware: tuple | None = None
         # GPU bytes of everything on the GPU (the output layer too), and need[k]: block weights and KV cache
         # of the k highest layers. need only grows with k, so the most layers that fit is one bisection.
         self.full_need = p.dense_total + p.expert_total + p.output_gpu + p.other + self.kv_all + self.compute
@@ -626,9 +629,9 @@ class _Ctx:
             r = p.runtimes[rt] = _RtInfo(arch, p, rt)
         self.r = r
         self.unit, self.cells, self.cells_swa = r.unit, r.cells, r.cells_swa
-        hit = r.hardware.get(id(hw))
+        hit = r.hardware
         if hit is None or hit[0] is not hw:
-            hit = r.hardware[id(hw)] = (hw, *_hardware_figures(hw, r, rt))
+            hit = r.hardware = (hw, *_hardware_figures(hw, r, rt))
         _, self.gpu, self.overhead, self.budget, self.avail, self.threads, self.margin, self.ram_usable = hit
 
     def kv_top(self, k: int) -> int:
@@ -874,6 +877,32 @@ def rank(pairs, runtime: Runtime | None = None, hardware: Hardware | None = None
             rows.append(_ranked(o, arch, quant_name))
     rows.sort(key=_speed_key, reverse=True)
     return rows
+
+
+def could_fit(arch: Architecture, quant_name: str | None, hardware: Hardware) -> bool:
+    """False when no placement of the weights alone fits, at any context: at most the GPU's budget of them
+    on the GPU (a unified-memory GPU's share is RAM too), the rest in usable RAM.  Runtimes keep a margin of
+    0 or more on the GPU, so the budget itself is an upper bound."""
+    room = hardware.ram_usable
+    if hardware.has_gpu and not hardware.unified_memory:
+        room += hardware.gpu_budget_total
+    return _profile(arch, quant_name).total <= room
+
+
+def decode_speed_limit(arch: Architecture, quant_name: str | None, hardware: Hardware) -> float:
+    """Tokens/s that no placement that fits reaches, at any context (an upper bound, for skipping options
+    before placing them): a token reads every active weight once, at most the GPU's budget of them at the
+    GPU's rate and the rest at the RAM's; the KV cache, CPU compute and per-layer latencies only add time
+    (_Ctx.decode_time)."""
+    p = _profile(arch, quant_name)
+    read = p.dense_total + p.expert_total * p.expert_frac + p.output_gpu
+    ram_rate = hardware.ram_bandwidth * EFF_RAM
+    gpu_rate = hardware.gpu_bandwidth * EFF_GPU_DECODE if hardware.has_gpu else 0.0
+    if ram_rate <= 0:
+        return math.inf
+    on_gpu = min(read, hardware.gpu_budget_total) if gpu_rate > ram_rate else 0
+    t = (on_gpu / gpu_rate if on_gpu > 0 else 0.0) + (read - on_gpu) / ram_rate
+    return 1.0 / t if t > 0 else math.inf
 
 
 def _fit_class(fits_memory: bool, ngl: int, out_on_gpu: bool, ncmoe: int) -> str:

@@ -370,15 +370,17 @@ def model_rows(model: ModelEntry, hardware: est.Hardware, ctx: int, quants, runt
 
 
 def placements(models, quants, hardware: est.Hardware, ctx: int, runtime: str = DEFAULT_RUNTIME,
-               every_placement: bool = False) -> dict:
+               every_placement: bool = False, min_speed: float = 0.0) -> dict:
     """(model slug, quant name) -> est.Ranked (the fastest placement) or, with every_placement, a list of them.
 
-    est.rank() takes one runtime, so models are grouped by the context they would run with.
+    est.rank() takes one runtime, so models are grouped by the context they would run with. min_speed: pairs
+    that cannot fit or reach that speed at any context (est.could_fit, est.decode_speed_limit) are left out.
     """
     by_runtime = {}
     for model in models:
         pairs = by_runtime.setdefault(runtime_for(model, hardware, ctx, runtime), [])
-        pairs.extend((model.archs[q.name], q.name) for q in quants if offered(model, q))
+        pairs.extend((model.archs[q.name], q.name) for q in quants
+                     if offered(model, q) and (not min_speed or may_reach(model, q, hardware, min_speed)))
     owner = {id(model.archs[q.name]): model.slug for model in models for q in quants}
     placed = {}
     for rt, pairs in by_runtime.items():
@@ -389,6 +391,14 @@ def placements(models, quants, hardware: est.Hardware, ctx: int, runtime: str = 
             else:
                 placed[key] = row
     return placed
+
+
+def may_reach(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, speed: float) -> bool:
+    """False when this model and quant cannot fit on `hardware` or decode at `speed` at any context: placing
+    them would change no answer. The limit is an upper bound; the margin covers rounding."""
+    arch = model.archs[q.name]
+    return (est.could_fit(arch, q.name, hardware)
+            and est.decode_speed_limit(arch, q.name, hardware) * (1 + 1e-9) >= speed)
 
 
 def choose(model: ModelEntry, quants, placed: dict, question: Question) -> tuple[list, object]:
@@ -428,7 +438,9 @@ def answer(question: Question, catalog: CatalogSnapshot | None = None, gpu: GPU 
     hardware = question_hardware(question, gpu)
     quants = [q for q in catalog.quants if q.recommended]
     models = [m for m in catalog.models if not question.use or question.use in m.uses]
-    placed = placements(models, quants, hardware, question.ctx, question.runtime, every_placement=True)
+    # Options that could be neither run nor "almost" (half the floor) are never placed: the answer is the same.
+    placed = placements(models, quants, hardware, question.ctx, question.runtime, every_placement=True,
+                        min_speed=0.5 * question.min_speed)
     results, almost, alternatives = [], [], []
     for model in models:
         running, fastest = choose(model, quants, placed, question)
@@ -477,12 +489,13 @@ def _with_shorter_context(model, quants, hardware, question) -> dict | None:
     if not halvings:
         return None
     at_shortest = choose(model, quants, placements([model], quants, hardware, halvings[-1], question.runtime,
-                                                   every_placement=True), question)[0]
+                                                   every_placement=True, min_speed=question.min_speed), question)[0]
     if not at_shortest:
         return None
     for ctx in halvings:
         running = at_shortest if ctx == halvings[-1] else choose(model, quants, placements(
-            [model], quants, hardware, ctx, question.runtime, every_placement=True), question)[0]
+            [model], quants, hardware, ctx, question.runtime, every_placement=True, min_speed=question.min_speed),
+            question)[0]
         if running:
             _score, _speed, q, row = running[0]
             return evaluate(model, q, hardware, ctx, question.runtime, (row.n_gpu_layers, row.n_cpu_moe),

@@ -879,30 +879,40 @@ def rank(pairs, runtime: Runtime | None = None, hardware: Hardware | None = None
     return rows
 
 
-def could_fit(arch: Architecture, quant_name: str | None, hardware: Hardware) -> bool:
-    """False when no placement of the weights alone fits, at any context: at most the GPU's budget of them
-    on the GPU (a unified-memory GPU's share is RAM too), the rest in usable RAM.  Runtimes keep a margin of
-    0 or more on the GPU, so the budget itself is an upper bound."""
-    room = hardware.ram_usable
-    if hardware.has_gpu and not hardware.unified_memory:
-        room += hardware.gpu_budget_total
-    return _profile(arch, quant_name).total <= room
-
-
-def decode_speed_limit(arch: Architecture, quant_name: str | None, hardware: Hardware) -> float:
-    """Tokens/s that no placement that fits reaches, at any context (an upper bound, for skipping options
-    before placing them): a token reads every active weight once, at most the GPU's budget of them at the
-    GPU's rate and the rest at the RAM's; the KV cache, CPU compute and per-layer latencies only add time
-    (_Ctx.decode_time)."""
+def weight_bytes(arch: Architecture, quant_name: str | None) -> tuple[int, float]:
+    """(bytes of all the weights, bytes of them a token reads): what Limits needs of a model."""
     p = _profile(arch, quant_name)
-    read = p.dense_total + p.expert_total * p.expert_frac + p.output_gpu
-    ram_rate = hardware.ram_bandwidth * EFF_RAM
-    gpu_rate = hardware.gpu_bandwidth * EFF_GPU_DECODE if hardware.has_gpu else 0.0
-    if ram_rate <= 0:
-        return math.inf
-    on_gpu = min(read, hardware.gpu_budget_total) if gpu_rate > ram_rate else 0
-    t = (on_gpu / gpu_rate if on_gpu > 0 else 0.0) + (read - on_gpu) / ram_rate
-    return 1.0 / t if t > 0 else math.inf
+    return p.total, p.dense_total + p.expert_total * p.expert_frac + p.output_gpu
+
+
+class Limits:
+    """Upper bounds for one machine, for skipping options before placing them.
+
+    fits(total): False when no placement of that many bytes of weights fits, at any context: at most the
+    GPU's budget of them on the GPU (a unified-memory GPU's share is RAM too), the rest in usable RAM.
+    Runtimes keep a margin of 0 or more on the GPU, so the budget itself is an upper bound.
+    speed(read): tokens/s that no placement that fits reaches, at any context: a token reads every active
+    weight once, at most the GPU's budget of them at the GPU's rate and the rest at the RAM's; the KV cache,
+    CPU compute and per-layer latencies only add time (_Ctx.decode_time).
+    """
+
+    def __init__(self, hardware: Hardware):
+        self.room = hardware.ram_usable
+        if hardware.has_gpu and not hardware.unified_memory:
+            self.room += hardware.gpu_budget_total
+        self.ram_rate = hardware.ram_bandwidth * EFF_RAM
+        self.gpu_rate = hardware.gpu_bandwidth * EFF_GPU_DECODE if hardware.has_gpu else 0.0
+        self.gpu_bytes = hardware.gpu_budget_total if self.gpu_rate > self.ram_rate else 0
+
+    def fits(self, total: int) -> bool:
+        return total <= self.room
+
+    def speed(self, read: float) -> float:
+        if self.ram_rate <= 0:
+            return math.inf
+        on_gpu = read if read < self.gpu_bytes else self.gpu_bytes
+        t = (on_gpu / self.gpu_rate if on_gpu > 0 else 0.0) + (read - on_gpu) / self.ram_rate
+        return 1.0 / t if t > 0 else math.inf
 
 
 def _fit_class(fits_memory: bool, ngl: int, out_on_gpu: bool, ncmoe: int) -> str:

@@ -205,6 +205,7 @@ class ModelEntry:
     active_params_b: float
     is_moe: bool
     archs: dict = field(default_factory=dict)  # quant name -> Architecture (with measured size when known)
+    weights: dict = field(default_factory=dict)  # quant name -> est.weight_bytes() (for est.Limits)
     measured: set = field(default_factory=set)  # quants whose size is a measured file size
     quality_estimated: bool = False
     quality_code: float | None = None
@@ -255,6 +256,7 @@ class CatalogSnapshot:
             for q in self.quants:
                 size = known.get((m.pk, q.name))
                 entry.archs[q.name] = architecture_for(m, q.name, size)
+                entry.weights[q.name] = est.weight_bytes(entry.archs[q.name], q.name)
                 if size:
                     entry.measured.add(q.name)
             if m.expert_tensor_type and entry.archs:
@@ -377,10 +379,11 @@ def placements(models, quants, hardware: est.Hardware, ctx: int, runtime: str = 
     that cannot fit or reach that speed at any context (est.could_fit, est.decode_speed_limit) are left out.
     """
     by_runtime = {}
+    limits = est.Limits(hardware) if min_speed else None
     for model in models:
         pairs = by_runtime.setdefault(runtime_for(model, hardware, ctx, runtime), [])
         pairs.extend((model.archs[q.name], q.name) for q in quants
-                     if offered(model, q) and (not min_speed or may_reach(model, q, hardware, min_speed)))
+                     if offered(model, q) and (limits is None or may_reach(model, q, limits, min_speed)))
     owner = {id(model.archs[q.name]): model.slug for model in models for q in quants}
     placed = {}
     for rt, pairs in by_runtime.items():
@@ -393,12 +396,12 @@ def placements(models, quants, hardware: est.Hardware, ctx: int, runtime: str = 
     return placed
 
 
-def may_reach(model: ModelEntry, q: QuantEntry, hardware: est.Hardware, speed: float) -> bool:
-    """False when this model and quant cannot fit on `hardware` or decode at `speed` at any context: placing
-    them would change no answer. The limit is an upper bound; the margin covers rounding."""
-    arch = model.archs[q.name]
-    return (est.could_fit(arch, q.name, hardware)
-            and est.decode_speed_limit(arch, q.name, hardware) * (1 + 1e-9) >= speed)
+def may_reach(model: ModelEntry, q: QuantEntry, limits: est.Limits, speed: float) -> bool:
+    """False when this model and quant cannot fit or decode at `speed` at any context on the machine of
+    `limits`: placing them would change no answer. The speed limit is an upper bound; the margin covers
+    rounding."""
+    total, read = model.weights[q.name]
+    return limits.fits(total) and limits.speed(read) * (1 + 1e-9) >= speed
 
 
 def choose(model: ModelEntry, quants, placed: dict, question: Question) -> tuple[list, object]:

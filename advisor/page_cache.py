@@ -51,7 +51,7 @@ def cached_answer(version: str, cleaned_data: dict):
 
 
 def compute_answer(version: str, cleaned_data: dict, question) -> dict:
-    answer = recommend.answer(question, recommend.snapshot(version), gpu=cleaned_data.get("gpu"))
+    answer = recommend.answer(question, recommend.snapshot(version))
     store().set(answer_key(version, cleaned_data), answer)
     return answer
 
@@ -110,7 +110,7 @@ def gpus_by_slug() -> dict:
     """The catalog's GPUs by slug, read once per catalog version: the form checks the GPU a question names
     and the answer reads its figures on every request, a query each (and, under daphne, a new database
     connection each: a quarter of a repeated answer page's time)."""
-    return per_catalog("gpus-by-slug", lambda: {gpu.slug: gpu for gpu in GPU.objects.all()})
+    return snapshot().gpus
 
 
 def known_files() -> dict:

@@ -267,6 +267,8 @@ class CatalogSnapshot:
                 entry.native_share = min(1.0, experts / total) if total else 0.0
             self.models.append(entry)
         self.by_slug = {m.slug: m for m in self.models}
+        # The GPU a question names, without a query per question (advisor/page_cache.gpus_by_slug).
+        self.gpus = {gpu.slug: gpu for gpu in GPU.objects.all()}
 
 
 def _known_quant(name: str) -> bool:
@@ -438,7 +440,7 @@ def _runner_up(q: QuantEntry, row, score: float) -> dict:
 def answer(question: Question, catalog: CatalogSnapshot | None = None, gpu: GPU | None = None) -> dict:
     """Ranked results (each with its runners-up), what almost fits, and what would fit with a shorter context."""
     catalog = catalog or snapshot()
-    hardware = question_hardware(question, gpu)
+    hardware = question_hardware(question, gpu or catalog.gpus.get(question.gpu))
     quants = [q for q in catalog.quants if q.recommended]
     models = [m for m in catalog.models if not question.use or question.use in m.uses]
     # Options that could be neither run nor "almost" (half the floor) are never placed: the answer is the same.

@@ -50,12 +50,19 @@ def bars(row: dict, capacity_bytes: int, size=filesizeformat) -> list[tuple[str,
     return [(name, round(100 * value / capacity), f"{name}: {size(value)}") for name, value in parts]
 
 
+def recent_measurements() -> list:
+    """(normalised model name, measurement) of this server's latest 500 measurements with a speed, newest
+    first; read again only after a new measurement."""
+    return page_cache.per_measurement("recent", lambda: [
+        (normalised_name(m.model_name), m) for m in Measurement.objects.exclude(decode_tokens_per_s=None)[:500]])
+
+
 def measurements_by_model(slugs_and_names) -> dict:
     """This server's latest measurement of each catalog model, matched by name (GGUF general.name)."""
     wanted = {normalised_name(name): slug for slug, name in slugs_and_names}
     found = {}
-    for measurement in Measurement.objects.exclude(decode_tokens_per_s=None)[:500]:
-        slug = wanted.get(normalised_name(measurement.model_name))
+    for name, measurement in recent_measurements():
+        slug = wanted.get(name)
         if slug and slug not in found:
             found[slug] = measurement
     return found
@@ -157,5 +164,5 @@ def decorate_rows(rows: list[dict], capacity_bytes: int) -> list[dict]:
         row["memory_text"] = memory_text(row, size)
         row["settings_line"] = settings_line(row)
     attach_local_files(rows, page_cache.snapshot(), settings.MODELS_DIR)
-    attach_known_files(rows)
+    attach_known_files(rows, page_cache.known_files())
     return rows

@@ -13,8 +13,10 @@ n_gpu_layers 0, n_threads = cpu_count // 2 for decoding and cpu_count for prompt
 """
 from __future__ import annotations
 
-from bisect import bisect_left
-from dataclasses import dataclass, field
+import math
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import NamedTuple
 
 from advisor import quant
@@ -246,6 +248,15 @@ class Runtime:
     vram_margin: int | None = None      # GPU memory kept free when choosing layers (None: Hardware.safety_margin)
     expert_offload: bool = True         # the runtime can keep the experts of chosen layers in RAM (--n-cpu-moe)
 
+    def __hash__(self) -> int:
+        # Every (model, quant) of a ranking looks its sizes up by runtime: the fields' hash is computed once.
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            h = hash(tuple(getattr(self, f.name) for f in fields(self)))
+            object.__setattr__(self, "_hash", h)
+            return h
+
 
 @dataclass(frozen=True)
 class RuntimeProfile:
@@ -309,11 +320,12 @@ class Hardware:
     ram_reserved: int | None = None     # RAM left to the OS and other programs (None: default_ram_reserve)
     name: str = ""
 
-    @property
+    # Computed once per object (it is frozen): a ranking reads them for every model and quantization.
+    @cached_property
     def ram_reserve(self) -> int:
         return self.ram_reserved if self.ram_reserved is not None else default_ram_reserve(self.ram_total)
 
-    @property
+    @cached_property
     def ram_usable(self) -> int:
         return max(0, self.ram_total - self.ram_reserve)
 
@@ -321,7 +333,7 @@ class Hardware:
     def has_gpu(self) -> bool:
         return self.backend != "cpu" and self.gpu_budget_total > 0
 
-    @property
+    @cached_property
     def gpu_budget_total(self) -> int:
         if self.unified_memory:
             frac = self.gpu_memory_fraction or apple_gpu_fraction(self.ram_total)
@@ -455,7 +467,7 @@ class _RtInfo:
 
     __slots__ = ("n_ctx", "cells", "cells_swa", "unit", "compute", "partial_compute", "output_buf", "n_ub",
                  "host_min", "ctx_tokens", "attn_flops", "kv_all", "prompt_flops", "cpu_times", "ff_max",
-                 "hardware")
+                 "hardware", "full_need", "need")
 
     def __init__(self, arch: Architecture, p: _Profile, rt: Runtime):
         n_ctx, cells, cells_swa = kv_cells(arch, rt)
@@ -478,7 +490,15 @@ class _RtInfo:
                              + 2.0 * arch.n_head * arch.head_k * n_ub * arch.n_layer)
         self.ff_max = max(arch.n_ff, arch.n_ff_expert, arch.n_embd)
         self.cpu_times: dict = {}
-        self.hardware: dict = {}     # id(hw) -> (hw, figures): a ranking reuses one Hardware object
+        # (hw, figures) of the last Hardware: a ranking reuses one object for every pair. One entry, not a dict
+        # by id(hw): every request brings a new Hardware, and a dict kept each of them alive forever.
+        self.hardware: tuple | None = None
+        # GPU bytes of everything on the GPU (the output layer too), and need[k]: block weights and KV cache
+        # of the k highest layers. need only grows with k, so the most layers that fit is one bisection.
+        self.full_need = p.dense_total + p.expert_total + p.output_gpu + p.other + self.kv_all + self.compute
+        unit, swa_top = self.unit, p.swa_top
+        self.need = [p.dense_top[k] + p.expert_top[k] + unit * ((k - swa_top[k]) * cells + swa_top[k] * cells_swa)
+                     for k in range(p.n + 1)]
 
 
 _PROFILES: dict[tuple[int, str], tuple[Architecture, _Profile]] = {}
@@ -580,7 +600,8 @@ def output_buffer_bytes(arch: Architecture, rt: Runtime) -> int:
 
 
 def _hardware_figures(hw: Hardware, r: _RtInfo, rt: Runtime) -> tuple:
-    """(has GPU, fixed GPU overhead, GPU budget, budget left after overhead, decode threads, VRAM margin)."""
+    """(has GPU, fixed GPU overhead, GPU budget, budget left after overhead, decode threads, VRAM margin,
+    usable RAM)."""
     backend = hw.backend
     total = hw.gpu_budget_total
     gpu = backend != "cpu" and total > 0
@@ -593,12 +614,13 @@ def _hardware_figures(hw: Hardware, r: _RtInfo, rt: Runtime) -> tuple:
             overhead += 8 * r.n_ub * r.ff_max
     margin = rt.vram_margin if rt.vram_margin is not None else hw.safety_margin
     budget = total - margin if gpu else 0
-    return gpu, overhead, budget, budget - overhead, rt.n_threads or max(1, hw.cpu_threads // 2), margin
+    return (gpu, overhead, budget, budget - overhead, rt.n_threads or max(1, hw.cpu_threads // 2), margin,
+            hw.ram_usable)
 
 
 class _Ctx:
     __slots__ = ("arch", "p", "rt", "hw", "r", "unit", "cells", "cells_swa", "gpu", "overhead", "avail",
-                 "budget", "threads", "margin")
+                 "budget", "threads", "margin", "ram_usable")
 
     def __init__(self, arch: Architecture, p: _Profile, rt: Runtime, hw: Hardware):
         self.arch, self.p, self.rt, self.hw = arch, p, rt, hw
@@ -607,10 +629,10 @@ class _Ctx:
             r = p.runtimes[rt] = _RtInfo(arch, p, rt)
         self.r = r
         self.unit, self.cells, self.cells_swa = r.unit, r.cells, r.cells_swa
-        hit = r.hardware.get(id(hw))
+        hit = r.hardware
         if hit is None or hit[0] is not hw:
-            hit = r.hardware[id(hw)] = (hw, *_hardware_figures(hw, r, rt))
-        _, self.gpu, self.overhead, self.budget, self.avail, self.threads, self.margin = hit
+            hit = r.hardware = (hw, *_hardware_figures(hw, r, rt))
+        _, self.gpu, self.overhead, self.budget, self.avail, self.threads, self.margin, self.ram_usable = hit
 
     def kv_top(self, k: int) -> int:
         swa = self.p.swa_top[k]
@@ -631,27 +653,17 @@ class _Ctx:
                 + self.unit * ((k - swa) * self.cells + swa * self.cells_swa) + self.r.partial_compute)
 
     def best_layers(self) -> int:
-        """Largest n_gpu_layers that fits: GPU use grows with the count, so check full, then bisect."""
-        p, avail = self.p, self.avail
-        n = p.n
-        r = self.r
-        if (p.dense_total + p.expert_total + p.output_gpu + p.other + r.kv_all + r.compute) <= avail:
+        """Largest n_gpu_layers that fits: everything when it fits, else a bisection of need (it only grows)."""
+        r, avail = self.r, self.avail
+        n = self.p.n
+        if r.full_need <= avail:
             return n + 1
-        dense, experts, swa_top = p.dense_top, p.expert_top, p.swa_top
-        unit, cells, cells_swa = self.unit, self.cells, self.cells_swa
         avail -= r.partial_compute
-        swa = swa_top[1]
-        if dense[1] + experts[1] + unit * ((1 - swa) * cells + swa * cells_swa) > avail:
+        need = r.need
+        if need[1] > avail:
             return 0
-        lo, hi = 1, n                                  # lo fits, n + 1 does not
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            swa = swa_top[mid]
-            if dense[mid] + experts[mid] + unit * ((mid - swa) * cells + swa * cells_swa) <= avail:
-                lo = mid
-            else:
-                hi = mid - 1
-        return lo
+        k = bisect_right(need, avail) - 1
+        return k if k < n else n
 
     def best_cpu_moe(self) -> int | None:
         """Smallest --n-cpu-moe that fits with every layer and the output on the GPU, or None."""
@@ -772,7 +784,7 @@ def _place(c: _Ctx, ngl: int, ncmoe: int, margin_applies: bool = True) -> Placem
     gpu_total = w_gpu + kv_gpu + gpu_compute + overhead if ngl else 0
     cpu_total = w_cpu + r.kv_all - kv_gpu + host_compute + r.output_buf
     budget = c.budget if margin_applies else c.budget + c.margin
-    fits_memory = (cpu_total + (gpu_total if hw.unified_memory else 0) <= hw.ram_usable
+    fits_memory = (cpu_total + (gpu_total if hw.unified_memory else 0) <= c.ram_usable
                    and not (ngl and gpu_total > budget))
     fits = _fit_class(fits_memory, ngl, out_on_gpu, ncmoe)
     kind = "cpu" if ngl == 0 else ("experts" if ncmoe else ("gpu" if out_on_gpu else "split"))
@@ -830,6 +842,20 @@ def _ranked(o: Placement, arch: Architecture, quant_name: str | None) -> Ranked:
                   o.cpu_bytes, o.kind)
 
 
+_RUNTIMES: dict[Runtime, Runtime] = {}
+
+
+def _interned(rt: Runtime) -> Runtime:
+    """One object for equal runtimes: the per-model tables are then found by identity, not by comparing
+    every field (the advisor builds a new but equal Runtime for every request)."""
+    known = _RUNTIMES.get(rt)
+    if known is None:
+        if len(_RUNTIMES) > 10000:
+            _RUNTIMES.clear()
+        known = _RUNTIMES[rt] = rt
+    return known
+
+
 def rank(pairs, runtime: Runtime | None = None, hardware: Hardware | None = None,
          include_no: bool = False, every_placement: bool = False) -> list[Ranked]:
     """Place and time many (architecture, quant) pairs on one machine, fastest first.
@@ -838,7 +864,7 @@ def rank(pairs, runtime: Runtime | None = None, hardware: Hardware | None = None
     the full Estimate (memory breakdown, prompt speed, explanation) for every pair.  every_placement: one row
     per real option (all on the GPU, layers split, experts in RAM) instead of the fastest only.
     """
-    rt = runtime or _DEFAULT_RUNTIME
+    rt = _interned(runtime or _DEFAULT_RUNTIME)
     hw = hardware or _DEFAULT_HARDWARE
     rows = []
     for arch, quant_name in pairs:
@@ -851,6 +877,42 @@ def rank(pairs, runtime: Runtime | None = None, hardware: Hardware | None = None
             rows.append(_ranked(o, arch, quant_name))
     rows.sort(key=_speed_key, reverse=True)
     return rows
+
+
+def weight_bytes(arch: Architecture, quant_name: str | None) -> tuple[int, float]:
+    """(bytes of all the weights, bytes of them a token reads): what Limits needs of a model."""
+    p = _profile(arch, quant_name)
+    return p.total, p.dense_total + p.expert_total * p.expert_frac + p.output_gpu
+
+
+class Limits:
+    """Upper bounds for one machine, for skipping options before placing them.
+
+    fits(total): False when no placement of that many bytes of weights fits, at any context: at most the
+    GPU's budget of them on the GPU (a unified-memory GPU's share is RAM too), the rest in usable RAM.
+    Runtimes keep a margin of 0 or more on the GPU, so the budget itself is an upper bound.
+    speed(read): tokens/s that no placement that fits reaches, at any context: a token reads every active
+    weight once, at most the GPU's budget of them at the GPU's rate and the rest at the RAM's; the KV cache,
+    CPU compute and per-layer latencies only add time (_Ctx.decode_time).
+    """
+
+    def __init__(self, hardware: Hardware):
+        self.room = hardware.ram_usable
+        if hardware.has_gpu and not hardware.unified_memory:
+            self.room += hardware.gpu_budget_total
+        self.ram_rate = hardware.ram_bandwidth * EFF_RAM
+        self.gpu_rate = hardware.gpu_bandwidth * EFF_GPU_DECODE if hardware.has_gpu else 0.0
+        self.gpu_bytes = hardware.gpu_budget_total if self.gpu_rate > self.ram_rate else 0
+
+    def fits(self, total: int) -> bool:
+        return total <= self.room
+
+    def speed(self, read: float) -> float:
+        if self.ram_rate <= 0:
+            return math.inf
+        on_gpu = read if read < self.gpu_bytes else self.gpu_bytes
+        t = (on_gpu / self.gpu_rate if on_gpu > 0 else 0.0) + (read - on_gpu) / self.ram_rate
+        return 1.0 / t if t > 0 else math.inf
 
 
 def _fit_class(fits_memory: bool, ngl: int, out_on_gpu: bool, ncmoe: int) -> str:
@@ -878,7 +940,7 @@ def estimate(arch: Architecture, quant_name: str | None = None, runtime: Runtime
     plan when it decodes faster); an explicit count is evaluated as given.  placement (n_gpu_layers,
     n_cpu_moe) evaluates one option that rank(every_placement=True) listed.
     """
-    rt = runtime or _DEFAULT_RUNTIME
+    rt = _interned(runtime or _DEFAULT_RUNTIME)
     hw = hardware or _DEFAULT_HARDWARE
     p = _profile(arch, quant_name)
     c = _ctx(arch, p, rt, hw)

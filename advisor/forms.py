@@ -1,6 +1,7 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from advisor import page_cache
 from advisor.matrix import quant_choices
 from advisor.models import GPU, Vendor
 from advisor.recommend import DEFAULT_CTX, DEFAULT_MIN_SPEED, DEFAULT_RAM_GIB, DEFAULT_RUNTIME, Question
@@ -68,7 +69,7 @@ class AdvisorForm(forms.Form):
         slug = self.cleaned_data["gpu"]
         if not slug:
             return None
-        gpu = GPU.objects.filter(slug=slug).first()
+        gpu = page_cache.gpus_by_slug().get(slug)
         if gpu is None:
             raise forms.ValidationError(_("There is no GPU %(slug)s in the catalog."), params={"slug": slug})
         return gpu

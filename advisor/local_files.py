@@ -66,12 +66,8 @@ def attach_local_files(rows, catalog, models_dir) -> None:
         row["local_file"] = files.get((shape_of(arch), row["quant"])) if arch else None
 
 
-def attach_known_files(rows) -> None:
+def attach_known_files(rows, known: dict) -> None:
     """Set row["known_file"] to {"repo", "filename", "size_bytes"} where the catalog knows where that model's
-    quantization is published (staff get "Get this model" for it), else None."""
-    from advisor.models import KnownFile
-
-    known = {(k.model.slug, k.quant.name): {"repo": k.repo, "filename": k.filename, "size_bytes": k.size_bytes}
-             for k in KnownFile.objects.exclude(repo="").select_related("model", "quant")}
+    quantization is published (staff get "Get this model" for it), else None. `known`: page_cache.known_files()."""
     for row in rows:
         row["known_file"] = known.get((row["model"], row["quant"]))

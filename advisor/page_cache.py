@@ -62,6 +62,7 @@ def compute_answer(version: str, cleaned_data: dict, question) -> dict:
 # catalog import, a second web process) are seen within MEMO_S.
 MEMO_S = 2.0
 _memo: dict = {}
+_per_measurement: dict = {}   # per_measurement() below
 
 
 def _memoized(name: str, compute):
@@ -76,6 +77,7 @@ def _memoized(name: str, compute):
 
 def forget(**_kwargs) -> None:
     _memo.clear()
+    _per_measurement.clear()
 
 
 for _model in (GPU, LanguageModel, Quantization, KnownFile, Measurement):
@@ -101,6 +103,30 @@ def per_catalog(name: str, compute):
     known = _per_catalog.get(name)
     if known is None or known[0] != version:
         known = _per_catalog[name] = (version, compute())
+    return known[1]
+
+
+def gpus_by_slug() -> dict:
+    """The catalog's GPUs by slug, read once per catalog version: the form checks the GPU a question names
+    and the answer reads its figures on every request, a query each (and, under daphne, a new database
+    connection each: a quarter of a repeated answer page's time)."""
+    return snapshot().gpus
+
+
+def known_files() -> dict:
+    """(model slug, quant name) -> where the catalog says that file is published; read again when a
+    KnownFile is saved or deleted in this process, else at most MEMO_S seconds old."""
+    return _memoized("known-files", lambda: {
+        (k.model.slug, k.quant.name): {"repo": k.repo, "filename": k.filename, "size_bytes": k.size_bytes}
+        for k in KnownFile.objects.exclude(repo="").select_related("model", "quant")})
+
+
+def per_measurement(name: str, compute):
+    """compute(), read again only when this server has measured a reply since (latest_measurement())."""
+    latest = latest_measurement()
+    known = _per_measurement.get(name)
+    if known is None or known[0] != latest:
+        known = _per_measurement[name] = (latest, compute())
     return known[1]
 
 

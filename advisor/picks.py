@@ -12,8 +12,8 @@ A row picked twice is shown once, with both labels.
 from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 
+from advisor import page_cache
 from advisor.decorate import decimal
-from advisor.models import GPU
 
 GOOD_SHARE = 0.85
 
@@ -53,7 +53,7 @@ def picks(results: list[dict]) -> list[dict]:
 
 def summary_line(question, answer) -> str:
     """One line for link previews: 'RTX 4060 8 GB: Qwen3 8B Q4_K_M, 100% on GPU, ~40 tok/s'."""
-    gpu = GPU.objects.filter(slug=question.gpu).only("name").first() if question.gpu else None
+    gpu = page_cache.gpus_by_slug().get(question.gpu) if question.gpu else None
     head = f"{gpu.name if gpu else _('GPU')} {question.vram_gib:g} GB" if question.vram_gib else _("CPU only")
     if not answer["results"]:
         return _("%(head)s: no model in the catalog runs fast enough") % {"head": head}

@@ -205,6 +205,7 @@ class ModelEntry:
     active_params_b: float
     is_moe: bool
     archs: dict = field(default_factory=dict)  # quant name -> Architecture (with measured size when known)
+    weights: dict = field(default_factory=dict)  # quant name -> est.weight_bytes() (for est.Limits)
     measured: set = field(default_factory=set)  # quants whose size is a measured file size
     quality_estimated: bool = False
     quality_code: float | None = None
@@ -255,6 +256,7 @@ class CatalogSnapshot:
             for q in self.quants:
                 size = known.get((m.pk, q.name))
                 entry.archs[q.name] = architecture_for(m, q.name, size)
+                entry.weights[q.name] = est.weight_bytes(entry.archs[q.name], q.name)
                 if size:
                     entry.measured.add(q.name)
             if m.expert_tensor_type and entry.archs:
@@ -265,6 +267,8 @@ class CatalogSnapshot:
                 entry.native_share = min(1.0, experts / total) if total else 0.0
             self.models.append(entry)
         self.by_slug = {m.slug: m for m in self.models}
+        # The GPU a question names, without a query per question (advisor/page_cache.gpus_by_slug).
+        self.gpus = {gpu.slug: gpu for gpu in GPU.objects.all()}
 
 
 def _known_quant(name: str) -> bool:
@@ -370,15 +374,18 @@ def model_rows(model: ModelEntry, hardware: est.Hardware, ctx: int, quants, runt
 
 
 def placements(models, quants, hardware: est.Hardware, ctx: int, runtime: str = DEFAULT_RUNTIME,
-               every_placement: bool = False) -> dict:
+               every_placement: bool = False, min_speed: float = 0.0) -> dict:
     """(model slug, quant name) -> est.Ranked (the fastest placement) or, with every_placement, a list of them.
 
-    est.rank() takes one runtime, so models are grouped by the context they would run with.
+    est.rank() takes one runtime, so models are grouped by the context they would run with. min_speed: pairs
+    that cannot fit or reach that speed at any context (est.could_fit, est.decode_speed_limit) are left out.
     """
     by_runtime = {}
+    limits = est.Limits(hardware) if min_speed else None
     for model in models:
         pairs = by_runtime.setdefault(runtime_for(model, hardware, ctx, runtime), [])
-        pairs.extend((model.archs[q.name], q.name) for q in quants if offered(model, q))
+        pairs.extend((model.archs[q.name], q.name) for q in quants
+                     if offered(model, q) and (limits is None or may_reach(model, q, limits, min_speed)))
     owner = {id(model.archs[q.name]): model.slug for model in models for q in quants}
     placed = {}
     for rt, pairs in by_runtime.items():
@@ -391,17 +398,28 @@ def placements(models, quants, hardware: est.Hardware, ctx: int, runtime: str = 
     return placed
 
 
+def may_reach(model: ModelEntry, q: QuantEntry, limits: est.Limits, speed: float) -> bool:
+    """False when this model and quant cannot fit or decode at `speed` at any context on the machine of
+    `limits`: placing them would change no answer. The speed limit is an upper bound; the margin covers
+    rounding."""
+    total, read = model.weights[q.name]
+    return limits.fits(total) and limits.speed(read) * (1 + 1e-9) >= speed
+
+
 def choose(model: ModelEntry, quants, placed: dict, question: Question) -> tuple[list, object]:
     """Every option of one model that meets the floor, best first by the rule, and the fastest that loads.
 
     Low-bit quants are dropped when any other quant meets the floor.
     """
     running, fastest = [], None
+    quality = quality_for_use(model, question.use)[0]
     for q in quants:
+        # score_of()'s score, its speed-independent part taken once per quant
+        kept = quality * (1 - quant_cost(q.kld, model.native_share, native=q.name == model.expert_tensor_type))
         for row in placed.get((model.slug, q.name), []):
             if runs(row, question.min_speed):
-                terms = score_of(model, q, row.decode_tokens_per_s, question.use, question.min_speed)
-                running.append((terms["score"], row.decode_tokens_per_s, q, row))
+                score = round(kept * speed_factor(row.decode_tokens_per_s, question.min_speed), 2)
+                running.append((score, row.decode_tokens_per_s, q, row))
             elif row.fits != "no" and (fastest is None or row.decode_tokens_per_s > fastest[1].decode_tokens_per_s):
                 fastest = (q, row)
     if any(not q.low_bit for _s, _v, q, _r in running):
@@ -422,10 +440,12 @@ def _runner_up(q: QuantEntry, row, score: float) -> dict:
 def answer(question: Question, catalog: CatalogSnapshot | None = None, gpu: GPU | None = None) -> dict:
     """Ranked results (each with its runners-up), what almost fits, and what would fit with a shorter context."""
     catalog = catalog or snapshot()
-    hardware = question_hardware(question, gpu)
+    hardware = question_hardware(question, gpu or catalog.gpus.get(question.gpu))
     quants = [q for q in catalog.quants if q.recommended]
     models = [m for m in catalog.models if not question.use or question.use in m.uses]
-    placed = placements(models, quants, hardware, question.ctx, question.runtime, every_placement=True)
+    # Options that could be neither run nor "almost" (half the floor) are never placed: the answer is the same.
+    placed = placements(models, quants, hardware, question.ctx, question.runtime, every_placement=True,
+                        min_speed=0.5 * question.min_speed)
     results, almost, alternatives = [], [], []
     for model in models:
         running, fastest = choose(model, quants, placed, question)
@@ -474,12 +494,13 @@ def _with_shorter_context(model, quants, hardware, question) -> dict | None:
     if not halvings:
         return None
     at_shortest = choose(model, quants, placements([model], quants, hardware, halvings[-1], question.runtime,
-                                                   every_placement=True), question)[0]
+                                                   every_placement=True, min_speed=question.min_speed), question)[0]
     if not at_shortest:
         return None
     for ctx in halvings:
         running = at_shortest if ctx == halvings[-1] else choose(model, quants, placements(
-            [model], quants, hardware, ctx, question.runtime, every_placement=True), question)[0]
+            [model], quants, hardware, ctx, question.runtime, every_placement=True, min_speed=question.min_speed),
+            question)[0]
         if running:
             _score, _speed, q, row = running[0]
             return evaluate(model, q, hardware, ctx, question.runtime, (row.n_gpu_layers, row.n_cpu_moe),

@@ -70,10 +70,29 @@ class Load:
     requests_per_s: float
     median_ms: float
     failed: int
+    requests: int = 0
+    cpu_ms: float | None = None   # the server process's CPU time (user + system) per request
 
     def __str__(self) -> str:
         failed = f", {self.failed} failed" if self.failed else ""
-        return f"{self.requests_per_s:7.1f} req/s, median {self.median_ms:5.0f} ms{failed}"
+        cpu = f", {self.cpu_ms:5.1f} CPU-ms" if self.cpu_ms is not None else ""
+        return f"{self.requests_per_s:7.1f} req/s, median {self.median_ms:4.0f} ms{cpu}{failed}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process so far (/proc/PID/stat), its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(site, run) -> Load:
+    """run() -> Load, with the server's CPU-ms per request: wall-clock rates on a shared host swing with
+    other jobs, CPU time per request much less."""
+    before = cpu_seconds(site.server.pid)
+    load = run()
+    if load.requests:
+        load.cpu_ms = (cpu_seconds(site.server.pid) - before) * 1000 / load.requests
+    return load
 
 
 class Site:
@@ -152,7 +171,8 @@ def ab(url: str, seconds: int, concurrency: int) -> Load:
     median = float(re.search(r"^\s+50%\s+(\d+)", out, re.M).group(1))
     failed = int(re.search(r"Failed requests:\s+(\d+)", out).group(1))
     non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", out)
-    return Load(rate, median, failed + (int(non_2xx.group(1)) if non_2xx else 0))
+    complete = int(re.search(r"Complete requests:\s+(\d+)", out).group(1))
+    return Load(rate, median, failed + (int(non_2xx.group(1)) if non_2xx else 0), complete)
 
 
 async def _get(port: int, path: str) -> int:
@@ -183,7 +203,7 @@ async def _new_inputs(port: int, seconds: int, concurrency: int) -> Load:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return Load(len(times) / elapsed, statistics.median(times) * 1000, failed)
+    return Load(len(times) / elapsed, statistics.median(times) * 1000, failed, len(times))
 
 
 def new_inputs(site: Site, seconds: int, concurrency: int) -> Load:
@@ -243,10 +263,10 @@ def measure(site: Site, args) -> dict:
         results = {}
         with urllib.request.urlopen(site.url + ANSWER, timeout=60), urllib.request.urlopen(site.url + API, timeout=60):
             pass  # asked once: from now on these inputs are "repeated"
-        results["healthz"] = ab(site.url + "/healthz", args.seconds, args.concurrency)
-        results["answer"] = ab(site.url + ANSWER, args.seconds, args.concurrency)
-        results["api"] = ab(site.url + API, args.seconds, args.concurrency)
-        results["new"] = new_inputs(site, args.seconds, args.concurrency)
+        results["healthz"] = server_cpu(site, lambda: ab(site.url + "/healthz", args.seconds, args.concurrency))
+        results["answer"] = server_cpu(site, lambda: ab(site.url + ANSWER, args.seconds, args.concurrency))
+        results["api"] = server_cpu(site, lambda: ab(site.url + API, args.seconds, args.concurrency))
+        results["new"] = server_cpu(site, lambda: new_inputs(site, args.seconds, args.concurrency))
         if args.chat:
             results["chat"] = chat_under_load(site, args.seconds, args.concurrency)
         return results
@@ -290,14 +310,17 @@ def main() -> None:
           f"{args.concurrency} concurrent clients, {args.seconds} s a run; the advisor's per-address limit raised "
           "for the bench (all its load comes from 127.0.0.1)\n")
     names = list(columns)
-    print(f"{'':32} {'target':30}" + "".join(f" {name:40}" for name in names))
+    print(f"{'':32} {'target':30}" + "".join(f" {name:48}" for name in names))
     for key, label in LABELS.items():
-        print(f"{label:32} {TARGETS[key]:30}" + "".join(f" {cell(columns[n].get(key)):40}" for n in names))
+        print(f"{label:32} {TARGETS[key]:30}" + "".join(f" {cell(columns[n].get(key)):48}" for n in names))
     if len(names) == 2:
         old, new = (columns[n] for n in names)
         ratios = {key: new[key].requests_per_s / old[key].requests_per_s
                   for key in ("healthz", "answer", "api", "new") if key in old and key in new}
         print("\nthis checkout / " + names[0] + ": " + ", ".join(f"{LABELS[k]} {r:.1f}x" for k, r in ratios.items()))
+        cpu = {key: old[key].cpu_ms / new[key].cpu_ms for key in ratios if old[key].cpu_ms and new[key].cpu_ms}
+        print("server CPU per request, " + names[0] + " / this checkout: "
+              + ", ".join(f"{LABELS[k]} {r:.2f}x" for k, r in cpu.items()))
 
 
 if __name__ == "__main__":

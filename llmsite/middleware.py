@@ -16,3 +16,17 @@ class ContentSecurityPolicyMiddleware(MiddlewareMixin):
         if policy and "Content-Security-Policy" not in response:
             response["Content-Security-Policy"] = policy
         return response
+
+
+class LowerPagePriorityMiddleware:
+    """First in MIDDLEWARE: the request's own thread (middleware, view, template) runs at page priority, below
+    the worker and the event loop that stream replies (chat/worker/priority.py; only under `make run`)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        from chat.worker.priority import lower_this_thread
+
+        lower_this_thread()
+        return self.get_response(request)

@@ -96,6 +96,9 @@ def serve(host: str, port: int, settings) -> None:
     from llmsite import connections
 
     databases.close_all()  # the start-up queries ran in this thread; requests get connections of their own
+    from chat.worker.priority import enable
+
+    enable(settings.LLMSITE_PAGE_NICE)  # before any request thread exists
     connections.raise_open_file_limit()
     connections.install(settings)
     CommandLineInterface().run([

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "llmsite.middleware.LowerPagePriorityMiddleware",  # a page's work yields to a streaming reply (make run only)
     "llmsite.middleware.ContentSecurityPolicyMiddleware",  # first, so static files and redirects get it too
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -287,6 +288,9 @@ LLMSITE_SIGNUP_MAX_PENDING = env_int("LLMSITE_SIGNUP_MAX_PENDING", 20, minimum=1
 # connection is kept (llmsite/connections.py).
 LLMSITE_MAX_CONNECTIONS_PER_ADDRESS = env_int("LLMSITE_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=1,
                                               maximum=1_000_000)
+# `make run` lowers the CPU priority of the threads that draw pages by this many `nice` steps, so a reply
+# streaming beside a burst of page requests keeps its speed (chat/worker/priority.py); 0 turns it off.
+LLMSITE_PAGE_NICE = env_int("LLMSITE_PAGE_NICE", 5, minimum=0, maximum=19)
 LLMSITE_HEADER_TIMEOUT_S = env_int("LLMSITE_HEADER_TIMEOUT_S", 20, minimum=1, maximum=3600)
 LLMSITE_IDLE_TIMEOUT_S = env_int("LLMSITE_IDLE_TIMEOUT_S", 30, minimum=1, maximum=3600)
 # A request body has LLMSITE_HEADER_TIMEOUT_S seconds, plus one for every this many bytes received.

@@ -80,6 +80,13 @@ class PipeTransport(Transport):
         self._closing = False
 
     def start(self, on_event: EventHandler, on_death: DeathHandler) -> None:
+        from chat.worker.priority import unlowered
+
+        # The worker process and the reader thread that forwards its tokens must not inherit a page thread's
+        # lowered priority (chat/worker/priority.py): a Load pressed on the Models page starts them too.
+        unlowered(self._start, on_event, on_death)
+
+    def _start(self, on_event: EventHandler, on_death: DeathHandler) -> None:
         from chat.worker.process import worker_main
 
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)

@@ -204,7 +204,8 @@
     return Array.from(log.querySelectorAll("article.msg"));
   }
 
-  // Regenerate is offered on the last reply only, and never while one is being written.
+  // Regenerate is offered on every stored reply (an earlier one gets a new version, and the turns after it stay
+  // with the old version's branch); Continue on the last reply only; neither while a reply is being written.
   function updateControls() {
     const busy = state.reply !== null;
     sendButton.disabled = busy || !state.connected;
@@ -214,7 +215,7 @@
     const lastAssistant = all.filter((a) => a.dataset.role === "assistant" && a.dataset.id).pop();
     for (const article of all) {
       const regenerate = article.querySelector(".regenerate-message");
-      if (regenerate) regenerate.hidden = busy || article !== lastAssistant;
+      if (regenerate) regenerate.hidden = busy || !article.dataset.id;
       const more = article.querySelector(".continue-message");
       if (more) more.hidden = busy || article !== lastAssistant;
       const edit = article.querySelector(".edit-message");
@@ -411,8 +412,15 @@
     if (state.reply || !article.dataset.id) return;
     const frame = { type: "regenerate", message: Number(article.dataset.id), options: currentOptions() };
     if (!sendFrame(frame)) return;
-    article.remove();
+    // The new version takes the reply's place; the turns after it belong to the old version's branch (‹ › shows
+    // them again), so they leave the page with it.
+    removeFrom(article);
     startReply();
+  }
+
+  function removeFrom(article) {
+    while (article.nextElementSibling) article.nextElementSibling.remove();
+    article.remove();
   }
 
   function editMessage(article) {
@@ -451,12 +459,7 @@
       if (!sendFrame(frame)) return;
       close();
       // Everything after the edited message is replaced by the new reply.
-      let next = article.nextElementSibling;
-      while (next) {
-        const following = next.nextElementSibling;
-        next.remove();
-        next = following;
-      }
+      while (article.nextElementSibling) article.nextElementSibling.remove();
       setText(article, content);
       article.classList.add("pending"); // a new version of the question: its id comes with `accepted`
       startReply();

@@ -342,7 +342,8 @@ def _message_dict(message) -> dict:
     }
 
 
-def _path_and_others(conv: Conversation) -> tuple[list[Message], list[Message]]:
+def _path_and_others(conv: Conversation) -> tuple[list[Message], list[Message], dict]:
+    """The path shown, every other message, and the versions of each turn by their parent's id."""
     everything = list(conv.messages.exclude(role=Role.SYSTEM))
     path = selected_path(everything)
     on_path = {m.pk for m in path}
@@ -352,11 +353,20 @@ def _path_and_others(conv: Conversation) -> tuple[list[Message], list[Message]]:
     for message in everything:  # every message's place among the versions of its turn
         versions = by_parent[message.parent_id]
         message.version, message.versions = versions.index(message) + 1, len(versions)
-    return path, [m for m in everything if m.pk not in on_path]
+    return path, [m for m in everything if m.pk not in on_path], by_parent
+
+
+def _branch_after(message: Message, by_parent: dict) -> list[Message]:
+    """The turns after `message` on its branch: the selected version of each, as the page would show them."""
+    turns = []
+    while versions := by_parent.get(message.pk):
+        message = next((m for m in reversed(versions) if m.selected), versions[-1])
+        turns.append(message)
+    return turns
 
 
 def export_json(conv: Conversation) -> str:
-    path, others = _path_and_others(conv)
+    path, others, _by_parent = _path_and_others(conv)
     data = {
         "id": conv.pk,
         "title": str(conv),
@@ -380,8 +390,16 @@ def export_markdown(conv: Conversation) -> str:
         lines += [_("Model: %(model)s") % {"model": conv.model_file}, ""]
     if conv.system_prompt:
         lines += [f"## {role_names[Role.SYSTEM]}", "", conv.system_prompt, ""]
-    path, _others = _path_and_others(conv)
-    for message in path:
+    path, _others, by_parent = _path_and_others(conv)
+    lines += _markdown_turns(path, by_parent, 2, role_names)
+    return "\n".join(lines)
+
+
+def _markdown_turns(turns: list[Message], by_parent: dict, level: int, role_names: dict) -> list[str]:
+    """`turns` under headings of `level`; after each, its other versions one level down, each followed by the
+    turns of its own branch two levels down (headings stop at level 6)."""
+    lines = []
+    for message in turns:
         heading = role_names.get(message.role, message.role)
         if message.status in (Status.STOPPED, Status.ERROR):
             heading += f" ({message.get_status_display()})"
@@ -390,13 +408,14 @@ def export_markdown(conv: Conversation) -> str:
         if message.versions > 1:
             heading += " · " + _("version %(version)s of %(versions)s") % {"version": message.version,
                                                                           "versions": message.versions}
-        lines += [f"## {heading}", "", message.content, ""]
-        for other in message.siblings:  # the other versions of this turn, each under its own heading
+        lines += [f"{'#' * level} {heading}", "", message.content, ""]
+        for other in by_parent[message.parent_id]:  # the other versions of this turn, each under its own heading
             if other.pk != message.pk:
                 title = _("Version %(version)s of %(versions)s (not shown)") % {
                     "version": other.version, "versions": other.versions}
-                lines += [f"### {title}", "", other.content, ""]
-    return "\n".join(lines)
+                lines += [f"{'#' * min(level + 1, 6)} {title}", "", other.content, ""]
+                lines += _markdown_turns(_branch_after(other, by_parent), by_parent, min(level + 2, 6), role_names)
+    return lines
 
 
 EXPORTS = {

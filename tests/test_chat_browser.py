@@ -240,6 +240,33 @@ def test_staff_see_and_load_models_on_the_models_page(chat_site, page, output_di
         assert cells[0] == "llama" and cells[2] == "Q4_1"
         assert page.locator("#no-gpu").count() + page.locator(".gpu").count() >= 1
         page.screenshot(path=output_dir / "models.png", full_page=True)
+        page.set_viewport_size({"width": 1366, "height": 900})
+        page.screenshot(path=output_dir / "models-1366.png", full_page=True)
+        page.set_viewport_size({"width": 390, "height": 844})
+        # On a phone each file is a short card: no sideways scrolling (the row was 705 px wide and showed three of
+        # its six columns), the facts on a line or two, the Load form's fields three to a row; still a table,
+        # with its column headers, for a screen reader.
+        page.screenshot(path=output_dir / "models-390.png", full_page=True)
+        card = smol.bounding_box()
+        print("models page at 390 px: the SmolLM2 row is", card, "the page",
+              page.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]"))
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        assert card["width"] <= 390 and card["height"] < 360, f"the SmolLM2 card is {card}"
+        expect(smol.locator(".cell-label").first).to_be_visible()
+        fields = smol.locator(".load-field").evaluate_all("(nodes) => nodes.map((n) => n.getBoundingClientRect().bottom)")
+        assert len({round(top) for top in fields}) <= 2, f"the Load form's fields are on rows at {fields}"
+        expect(page.locator("table.models-table thead")).to_be_attached()
+        # Chromium's own accessibility tree (what a screen reader is given), through DevTools.
+        cdp = page.context.new_cdp_session(page)
+        nodes = [n for n in cdp.send("Accessibility.getFullAXTree")["nodes"] if not n.get("ignored")]
+        cdp.detach()
+        roles = [(n.get("role", {}).get("value"), n.get("name", {}).get("value")) for n in nodes]
+        assert any(role == "table" for role, _name in roles), roles
+        headers = [name for role, name in roles if role == "columnheader"]
+        assert headers[:3] == ["File", "Architecture", "Size"], headers
+        assert [role for role, _name in roles].count("row") >= 3  # the header row, SmolLM2's, the broken file's
+        assert any(role == "rowheader" and name.startswith("SmolLM2") for role, name in roles), roles
+        page.set_viewport_size({"width": 1366, "height": 900})
 
         smol.locator("input[name=n_ctx]").fill("2048")
         smol.locator("input[name=n_gpu_layers]").fill("0")

@@ -154,6 +154,63 @@ def test_versions_after_regenerate_and_edit_are_kept_shown_and_exported(site, pa
     assert "Name a fruit." in markdown and "Name a vegetable." in markdown
 
 
+def test_an_earlier_reply_is_regenerated_and_its_later_turns_stay_on_the_old_branch(site, page, output_dir):
+    new_person(site, "cv-branches")
+    sign_in(page, site, "cv-branches")
+    sampling(page, max_tokens=8, seed=1)
+    send(page, "Name a fruit.")
+    first = last_reply(page)
+    first_id, first_text = first.get_attribute("data-id"), body_text(first)
+    send(page, "What colour is it?")
+    later = last_reply(page, timeout=60_000)
+    later_id, later_text = later.get_attribute("data-id"), body_text(later)
+    replies = page.locator("article.msg-assistant")
+    expect(replies.locator(".regenerate-message")).to_have_count(2)
+    expect(replies.first.locator(".regenerate-message")).to_be_visible()  # offered on the earlier reply too
+    expect(replies.first.locator(".continue-message")).to_be_hidden()  # Continue: the last reply only
+
+    sampling(page, seed=2)
+    replies.first.locator(".regenerate-message").click()
+    expect(page.locator("article.msg")).to_have_count(2)  # the question, and its new reply being written
+    new = last_reply(page, timeout=60_000)
+    new_id = new.get_attribute("data-id")
+    assert new_id not in (first_id, later_id)
+    expect(new.locator(".version-label")).to_have_text("2/2")
+    expect(page.locator("article.msg-user .msg-body")).to_have_text(["Name a fruit."])
+    screenshots(page, output_dir, "chat-regenerate-earlier")
+
+    new.locator(".version-prev").click()  # ‹: the old version, with the turn that followed it
+    expect(page.locator("article.msg")).to_have_count(4)
+    expect(page.locator("article.msg-user .msg-body")).to_have_text(["Name a fruit.", "What colour is it?"])
+    expect(replies).to_have_count(2)
+    expect(replies.first).to_have_attribute("data-id", first_id)
+    expect(replies.first.locator(".version-label")).to_have_text("1/2")
+    expect(replies.last).to_have_attribute("data-id", later_id)
+    assert (body_text(replies.first), body_text(replies.last)) == (first_text, later_text)
+    screenshots(page, output_dir, "chat-regenerate-earlier-old-branch")
+    page.reload()  # remembered on the server
+    expect(page.locator("article.msg")).to_have_count(4)
+    page.locator("article.msg-assistant").first.locator(".version-next").click()  # ›: the new branch again
+    expect(page.locator("article.msg")).to_have_count(2)
+    expect(page.locator("article.msg-assistant")).to_have_attribute("data-id", new_id)
+
+    send(page, "Is it sweet?")  # the next turn follows the version shown
+    last_reply(page, timeout=60_000)
+    expect(page.locator("article.msg-user .msg-body")).to_have_text(["Name a fruit.", "Is it sweet?"])
+    with page.expect_download() as download:
+        page.click("#export-md")
+    markdown = open(download.value.path(), encoding="utf-8").read()
+    assert re.search(r"^## Assistant.* · version 2 of 2$", markdown, re.M) and "## User\n\nIs it sweet?" in markdown
+    assert "### Version 1 of 2 (not shown)" in markdown and "#### User\n\nWhat colour is it?" in markdown
+    with page.expect_download() as download:
+        page.click("#export-json")
+    data = json.loads(open(download.value.path(), encoding="utf-8").read())
+    assert [m["content"] for m in data["messages"]][::2] == ["Name a fruit.", "Is it sweet?"]
+    parents = {m["id"]: m["parent"] for m in data["other_versions"]}
+    question = next(m["id"] for m in data["other_versions"] if m["content"] == "What colour is it?")
+    assert parents[question] == int(first_id) and parents[int(later_id)] == question
+
+
 def test_presets_are_created_made_default_and_applied(site, page, output_dir):
     new_person(site, "cv-presets")
     sign_in(page, site, "cv-presets")

@@ -344,6 +344,18 @@ def chat_as_staff(walk: Walk) -> None:
     assert continued.get_attribute("data-id") == cut_id
     walk.step("chat continue")
 
+    # Regenerate an earlier reply: a new version of it; the turns after it stay on the old version's branch.
+    page.locator("article.msg-assistant").first.locator(".regenerate-message").click()
+    expect(page.locator("article.msg")).to_have_count(2)
+    regenerated = last_reply_finished(page)
+    expect(regenerated.locator(".version-label")).to_have_text("2/2")
+    regenerated.locator(".version-prev").click()  # ‹ the old version, with the story after it
+    expect(page.locator("article.msg")).to_have_count(4)
+    expect(page.locator("article.msg-assistant").last).to_have_attribute("data-id", cut_id or "")
+    page.locator("article.msg-assistant").first.locator(".version-next").click()
+    expect(page.locator("article.msg")).to_have_count(2)
+    walk.step("chat regenerate an earlier reply")
+
     # Attach a text file (and take one back); a file too long for the context is refused with a reason.
     page.set_input_files("#attach-input", [{"name": "notes.md", "mimeType": "text/markdown",
                                             "buffer": b"# Shopping\n\n- apples\n"}])

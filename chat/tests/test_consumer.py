@@ -267,6 +267,38 @@ async def test_version_shows_an_earlier_reply_and_the_next_turn_follows_it(ws):
     assert (await ws.until("error"))["code"] == "not_found"
 
 
+async def test_an_earlier_reply_regenerated_is_written_from_its_question_and_keeps_its_later_turns(ws):
+    await ws.send(send("Name a fruit.", max_tokens=4, seed=1))
+    first = await ws.until("accepted")
+    await ws.until("done")
+    conversation = first["conversation"]
+    ws.frames.clear()
+    await ws.send(send("Now tell me about its colour in a few words, please.", conversation=conversation,
+                       max_tokens=4, seed=1))
+    later = await ws.until("accepted")
+    await ws.until("done")
+    ws.frames.clear()
+    await ws.send({"type": "regenerate", "message": first["message"], "options": {"max_tokens": 4, "seed": 2}})
+    again = await ws.until("accepted")
+    assert (await ws.until("done"))["status"] == "complete"
+    assert (again["version"], again["versions"]) == (2, 2)
+    old, new, last = [await reply_in_db(i) for i in (first["message"], again["message"], later["message"])]
+    assert new.parent_id == old.parent_id == first["user_message"]
+    # The worker's context was the conversation up to the first question, as for the first version, not the
+    # whole conversation: the same prompt, token for token, and shorter than the later reply's.
+    assert new.prompt_tokens == old.prompt_tokens < last.prompt_tokens
+    assert [(role, version) for role, _c, version, _n in await shown_path(conversation)] == [
+        ("user", 1), ("assistant", 2)]
+    await ws.send({"type": "version", "message": again["message"], "version": 1})
+    path = await ws.until("path")
+    assert [m["id"] for m in path["messages"]] == [first["user_message"], first["message"], later["user_message"],
+                                                  later["message"]], "the old version comes back with what followed it"
+    ws.frames.clear()
+    await ws.send({"type": "version", "message": first["message"], "version": 2})
+    path = await ws.until("path")
+    assert [m["id"] for m in path["messages"]] == [first["user_message"], again["message"]]
+
+
 async def test_edit_adds_a_version_of_the_question_and_answers_it_afresh(ws):
     await ws.send(send("Say hello.", max_tokens=4))
     accepted = await ws.until("accepted")

@@ -142,3 +142,24 @@ def test_the_chat_names_the_model_by_its_catalog_name_not_its_file():
     assert model_display_name({"model_file": "elsewhere.gguf", "model_name": "Its general.name"}) == \
         "Its general.name"
     assert model_display_name({"model_file": "elsewhere.gguf"}) == "elsewhere.gguf"
+
+
+def test_an_earlier_reply_regenerated_keeps_its_later_turns_on_the_old_branch_in_both_exports(signed_in, user):
+    """q1 → a1 → q2 → b1, then a1 regenerated as a1b: the page shows q1, a1b; a1's branch keeps q2 and b1."""
+    conv = Conversation.objects.create(owner=user, title="Branches")
+    q1 = Message.objects.create(conversation=conv, role=Role.USER, content="Name a fruit.")
+    a1 = Message.objects.create(conversation=conv, role=Role.ASSISTANT, content="Apple.")
+    q2 = Message.objects.create(conversation=conv, role=Role.USER, content="And its colour?")
+    b1 = Message.objects.create(conversation=conv, role=Role.ASSISTANT, content="Red.")
+    a1.selected = False
+    a1.save()
+    a1b = Message.objects.create(conversation=conv, role=Role.ASSISTANT, content="Pear.", parent=q1)
+    assert [m.content for m in selected_path(conv.messages.all())] == ["Name a fruit.", "Pear."]
+    data = json.loads(signed_in.get(reverse("chat:export", args=[conv.pk, "json"])).content)
+    assert [(m["id"], m["version"], m["versions"]) for m in data["messages"]] == [(q1.pk, 1, 1), (a1b.pk, 2, 2)]
+    assert [(m["id"], m["parent"]) for m in data["other_versions"]] == [(a1.pk, q1.pk), (q2.pk, a1.pk),
+                                                                        (b1.pk, q2.pk)]
+    markdown = signed_in.get(reverse("chat:export", args=[conv.pk, "md"])).content.decode()
+    assert ("## User\n\nName a fruit.\n\n## Assistant · version 2 of 2\n\nPear.\n\n"
+            "### Version 1 of 2 (not shown)\n\nApple.\n\n#### User\n\nAnd its colour?\n\n#### Assistant\n\nRed.\n"
+            ) in markdown

@@ -1,4 +1,6 @@
 // The chat page: WebSocket client (README.md, "The WebSocket protocol"), composer, message actions, settings.
+// Beside it, each a concern of its own: chat-messages.js (the messages on the page and their buttons),
+// chat-socket.js (the reconnecting socket), chat-attachments.js (attached text files), chat-clipboard.js (Copy).
 //
 // The page is rendered by the server and readable without this file. Data comes from the
 // <script type="application/json" id="chat-config"> block (json_script); model text is put on the page
@@ -7,13 +9,16 @@
 
 (function () {
   const configNode = document.getElementById("chat-config");
-  if (!configNode || !window.LLMSiteMarkdown) return;
+  // chat-markdown.js, chat-messages.js, chat-socket.js, chat-attachments.js and chat-clipboard.js come first.
+  if (!configNode || !window.LLMSiteMarkdown || !window.LLMSiteChatMessages || !window.LLMSiteSocket ||
+      !window.LLMSiteAttachments || !window.LLMSiteClipboard) return;
   const config = JSON.parse(configNode.textContent);
   const t = config.i18n;
   const Markdown = window.LLMSiteMarkdown;
+  const Attachments = window.LLMSiteAttachments;
+  const Clipboard = window.LLMSiteClipboard;
   const SAMPLING_KEY = "llmsite.sampling";
   const INTEGER_OPTIONS = new Set(["top_k", "max_tokens", "seed"]);
-  const MAX_BACKOFF_MS = 30000;
 
   const byId = (id) => document.getElementById(id);
   const log = byId("chat-log");
@@ -35,6 +40,11 @@
 
   const format = (template, values) => template.replace(/%\((\w+)\)s/g, (_, key) => String(values[key] ?? ""));
 
+  const {
+    el, rawText, renderBody, setText, nearBottom, scrollToBottom, messageArticle, setId, appendMessage, addActions,
+    setStats, showError, articles, findArticle,
+  } = window.LLMSiteChatMessages.create({ log, t, Markdown, format });
+
   const state = {
     conversation: config.conversation,
     reply: null,          // the assistant <article> being written (or waiting) for this page
@@ -46,165 +56,9 @@
     attachments: [],      // {name, text, size} of the files attached to the next message
     continuing: null,     // the reply a `continue` was sent for, until the server accepts or refuses it
   };
-  const rawText = new WeakMap(); // <article> -> the message's text as written
 
-  // --- Messages on the page --------------------------------------------------------------------------------------
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-
-  const dirty = new Set();
-  let renderPending = false;
-  let lastRenderMs = 0;
-
-  function renderBody(article) {
-    const body = article.querySelector(".msg-body");
-    const text = rawText.get(article) || "";
-    if (article.dataset.role === "assistant") {
-      const stats = { tokens: article.dataset.tokens, tokensPerS: article.dataset.tokensPerS };
-      const streaming = article.dataset.status === "streaming";
-      Markdown.renderInto(body, text, { copyLabel: t.copyCode, imageLabel: t.image, i18n: t, stats, streaming });
-      body.classList.add("md");
-    } else {
-      body.textContent = text;
-    }
-  }
-
-  // Streaming re-renders a reply at most once per frame, however many tokens arrive; a reply so long that
-  // rendering it takes a while is rendered less often, so typing and scrolling stay smooth.
-  function scheduleRender(article) {
-    dirty.add(article);
-    if (renderPending) return;
-    renderPending = true;
-    const wait = lastRenderMs > 8 ? Math.min(1000, lastRenderMs * 4) : 0;
-    setTimeout(() => requestAnimationFrame(flushRenders), wait);
-  }
-
-  function flushRenders() {
-    const follow = nearBottom();
-    const started = performance.now();
-    renderPending = false;
-    for (const item of dirty) renderBody(item);
-    dirty.clear();
-    lastRenderMs = performance.now() - started;
-    if (follow) scrollToBottom();
-  }
-
-  function setText(article, text) {
-    rawText.set(article, text);
-    scheduleRender(article);
-  }
-
-  function nearBottom() {
-    return log.scrollHeight - log.scrollTop - log.clientHeight < 120;
-  }
-
-  function scrollToBottom() {
-    log.scrollTop = log.scrollHeight;
-  }
-
-  function messageArticle(role, id) {
-    const article = el("article", `msg msg-${role}`);
-    article.dataset.role = role;
-    article.dataset.status = role === "assistant" ? "streaming" : "complete";
-    if (id) setId(article, id);
-    const head = el("header", "msg-head");
-    head.appendChild(el("span", "msg-role", role === "user" ? t.user : t.assistant));
-    if (role === "assistant") head.append(" ", el("span", "msg-model muted"));
-    const foot = el("footer", "msg-foot");
-    foot.appendChild(el("span", "msg-stats muted"));
-    article.append(head, el("div", "msg-body"), foot);
-    addActions(article);
-    return article;
-  }
-
-  function setId(article, id) {
-    article.dataset.id = String(id);
-    article.id = `msg-${id}`;
-  }
-
-  function appendMessage(role, text) {
-    byId("chat-empty")?.remove();
-    const article = messageArticle(role);
-    log.appendChild(article);
-    setText(article, text);
-    return article;
-  }
-
-  // The buttons under a message: versions (‹ 1/2 ›) when its turn has several, copy, edit or regenerate, and
-  // Continue for a reply that stopped at the length limit. Drawn again whenever the message changes.
-  function addActions(article) {
-    const foot = article.querySelector(".msg-foot");
-    foot.querySelector(".msg-actions")?.remove();
-    foot.querySelector(".msg-versions")?.remove();
-    const actions = el("span", "msg-actions");
-    const button = (className, label, parent = actions) => {
-      const node = el("button", className, label);
-      node.type = "button";
-      parent.appendChild(node);
-      return node;
-    };
-    const version = Number(article.dataset.version || 1);
-    const versions = Number(article.dataset.versions || 1);
-    if (versions > 1) {
-      const nav = el("span", "msg-versions");
-      nav.setAttribute("role", "group");
-      nav.setAttribute("aria-label", format(t.versionOf, { version, versions }));
-      const previous = button("version-prev", "‹", nav);
-      previous.setAttribute("aria-label", t.previousVersion);
-      previous.disabled = version <= 1;
-      nav.appendChild(el("span", "version-label", `${version}/${versions}`));
-      const next = button("version-next", "›", nav);
-      next.setAttribute("aria-label", t.nextVersion);
-      next.disabled = version >= versions;
-      foot.appendChild(nav);
-    }
-    button("copy-message", t.copy);
-    if (article.dataset.role === "user") button("edit-message", t.edit);
-    if (article.dataset.role === "assistant") {
-      if (article.dataset.finishReason === "length") button("continue-message", t.continue);
-      button("regenerate-message", t.regenerate);
-    }
-    foot.appendChild(actions);
-  }
-
-  function setStats(article, status, stats, finishReason) {
-    article.dataset.status = status;
-    article.classList.remove("pending");
-    if (finishReason === "length" && status === "complete") article.dataset.finishReason = "length";
-    else delete article.dataset.finishReason;
-    const parts = [];
-    if (article.dataset.finishReason === "length") parts.push(t.lengthLimit);
-    if (status === "stopped") parts.push(t.stopped);
-    if (status === "error") parts.push(t.error);
-    if (stats && stats.tokens_per_s != null) {
-      parts.push(format(t.stats, {
-        tokens: stats.tokens ?? "?",
-        tps: Number(stats.tokens_per_s).toFixed(1),
-        ttft: stats.ttft_ms != null ? Math.round(stats.ttft_ms) : "?",
-      }));
-    }
-    article.querySelector(".msg-stats").textContent = parts.join(" · ");
-  }
-
-  function showError(article, text) {
-    let node = article.querySelector(".msg-error");
-    if (!node) {
-      node = el("p", "msg-error");
-      node.setAttribute("role", "alert");
-      article.querySelector(".msg-foot").before(node);
-    }
-    node.textContent = text;
-  }
-
-  function articles() {
-    return Array.from(log.querySelectorAll("article.msg"));
-  }
-
-  // Regenerate is offered on the last reply only, and never while one is being written.
+  // Regenerate is offered on every stored reply (an earlier one gets a new version, and the turns after it stay
+  // with the old version's branch); Continue on the last reply only; neither while a reply is being written.
   function updateControls() {
     const busy = state.reply !== null;
     sendButton.disabled = busy || !state.connected;
@@ -214,7 +68,7 @@
     const lastAssistant = all.filter((a) => a.dataset.role === "assistant" && a.dataset.id).pop();
     for (const article of all) {
       const regenerate = article.querySelector(".regenerate-message");
-      if (regenerate) regenerate.hidden = busy || article !== lastAssistant;
+      if (regenerate) regenerate.hidden = busy || !article.dataset.id;
       const more = article.querySelector(".continue-message");
       if (more) more.hidden = busy || article !== lastAssistant;
       const edit = article.querySelector(".edit-message");
@@ -287,18 +141,9 @@
   }
 
   // --- Attached text files ---------------------------------------------------------------------------------
-  // Read in the browser and sent as part of the message (text, never HTML), each under its name in a fence
-  // longer than any run of backticks inside it.
-  function withAttachments(text) {
-    const parts = text ? [text] : [];
-    for (const file of state.attachments) {
-      const longest = Math.max(2, ...Array.from(file.text.matchAll(/`+/g), (m) => m[0].length));
-      const fence = "`".repeat(longest + 1);
-      const language = (file.name.match(/\.([A-Za-z0-9]+)$/) || ["", ""])[1].toLowerCase();
-      parts.push(`**${file.name}**\n\n${fence}${language}\n${file.text.replace(/\n$/, "")}\n${fence}`);
-    }
-    return parts.join("\n\n");
-  }
+  // Read in the browser and sent as part of the message (static/js/chat-attachments.js).
+  const withAttachments = (text) => Attachments.withAttachments(text, state.attachments);
+  const { readTextFile, sizeLabel } = Attachments;
 
   function showAttachError(text) {
     attachError.textContent = text;
@@ -321,25 +166,10 @@
     attachList.hidden = state.attachments.length === 0;
   }
 
-  function sizeLabel(bytes) {
-    return bytes < 1024 ? `${bytes} B` : `${Math.round(bytes / 1024).toLocaleString()} KB`;
-  }
-
   function clearAttachments() {
     state.attachments = [];
     drawAttachments();
     showAttachError("");
-  }
-
-  async function readTextFile(file) {
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    let text;
-    try {
-      text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-    } catch (error) {
-      return null;
-    }
-    return text.includes("\u0000") ? null : text.replace(/^\uFEFF/, "");
   }
 
   async function attachFiles(files) {
@@ -411,8 +241,15 @@
     if (state.reply || !article.dataset.id) return;
     const frame = { type: "regenerate", message: Number(article.dataset.id), options: currentOptions() };
     if (!sendFrame(frame)) return;
-    article.remove();
+    // The new version takes the reply's place; the turns after it belong to the old version's branch (‹ › shows
+    // them again), so they leave the page with it.
+    removeFrom(article);
     startReply();
+  }
+
+  function removeFrom(article) {
+    while (article.nextElementSibling) article.nextElementSibling.remove();
+    article.remove();
   }
 
   function editMessage(article) {
@@ -451,12 +288,7 @@
       if (!sendFrame(frame)) return;
       close();
       // Everything after the edited message is replaced by the new reply.
-      let next = article.nextElementSibling;
-      while (next) {
-        const following = next.nextElementSibling;
-        next.remove();
-        next = following;
-      }
+      while (article.nextElementSibling) article.nextElementSibling.remove();
       setText(article, content);
       article.classList.add("pending"); // a new version of the question: its id comes with `accepted`
       startReply();
@@ -468,10 +300,6 @@
   }
 
   // --- Frames from the server ---------------------------------------------------------------------------------------------
-  function findArticle(id) {
-    return id == null ? null : byId(`msg-${id}`);
-  }
-
   function onAccepted(frame) {
     if (frame.conversation != null && state.conversation !== frame.conversation) {
       state.conversation = frame.conversation;
@@ -658,71 +486,25 @@
     path: onPath,
   };
 
-  // --- The connection: reconnects with exponential back-off, resumes a reply that was streaming ------------------
-  const connection = {
-    socket: null,
-    attempt: 0,
-    timer: null,
-    url() {
-      return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}${config.wsPath}`;
-    },
-    open() {
-      clearTimeout(this.timer);
-      this.timer = null;
-      if (this.socket) return;
-      setConnection("connecting");
-      let socket;
-      try {
-        socket = new WebSocket(this.url());
-      } catch (error) {
-        this.retry();
-        return;
+  // --- The connection (static/js/chat-socket.js): resumes a reply that was streaming ------------------------------
+  const connection = window.LLMSiteSocket.create({
+    path: config.wsPath,
+    onStatus: setConnection,
+    onOpen() {
+      const resume = state.resumeId || (state.reply && state.reply.dataset.id);
+      if (resume) {
+        state.resetOnToken = true;
+        connection.send({ type: "resume", message: Number(resume) });
+      } else if (state.sendWhenUp) {
+        sendMessage();
       }
-      this.socket = socket;
-      socket.addEventListener("open", () => {
-        this.attempt = 0;
-        setConnection("up");
-        const resume = state.resumeId || (state.reply && state.reply.dataset.id);
-        if (resume) {
-          state.resetOnToken = true;
-          socket.send(JSON.stringify({ type: "resume", message: Number(resume) }));
-        } else if (state.sendWhenUp) {
-          sendMessage();
-        }
-      });
-      socket.addEventListener("message", (event) => {
-        let frame;
-        try {
-          frame = JSON.parse(event.data);
-        } catch (error) {
-          return;
-        }
-        const handler = frame && HANDLERS[frame.type];
-        if (handler) handler(frame);
-      });
-      socket.addEventListener("close", () => {
-        if (this.socket !== socket) return;
-        this.socket = null;
-        dropped();
-        this.retry();
-      });
     },
-    retry() {
-      const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.8 + Math.random() * 0.4);
-      this.attempt += 1;
-      setConnection("down", Math.ceil(delay / 1000));
-      this.timer = setTimeout(() => this.open(), delay);
+    onFrame(frame) {
+      const handler = HANDLERS[frame.type];
+      if (handler) handler(frame);
     },
-    now() {
-      // The network came back or the tab is visible again: do not wait out the back-off.
-      if (!this.socket && this.timer) this.open();
-    },
-    send(frame) {
-      if (!this.socket || this.socket.readyState !== WebSocket.OPEN) return false;
-      this.socket.send(JSON.stringify(frame));
-      return true;
-    },
-  };
+    onDropped: dropped,
+  });
 
   // A reply that the server had accepted is asked for again; one it never acknowledged is reported.
   function dropped() {
@@ -747,42 +529,6 @@
     }[status];
     if (status === "up") input.disabled = false;
     updateControls();
-  }
-
-  // --- Copying ---------------------------------------------------------------------------------------------------------------
-  async function copyText(text) {
-    if (navigator.clipboard && window.isSecureContext) {
-      try {
-        await navigator.clipboard.writeText(text);
-        return true;
-      } catch (error) {
-        // fall through: permissions can refuse the async clipboard
-      }
-    }
-    // Plain http on a LAN address is not a secure context: the old way still works there.
-    const helper = el("textarea", "clipboard-helper");
-    helper.value = text;
-    helper.setAttribute("readonly", "");
-    document.body.appendChild(helper);
-    helper.select();
-    let copied = false;
-    try {
-      copied = document.execCommand("copy");
-    } catch (error) {
-      copied = false;
-    }
-    helper.remove();
-    return copied;
-  }
-
-  async function copyWithFeedback(button, text) {
-    const label = button.textContent;
-    if (await copyText(text)) {
-      button.textContent = t.copied;
-      setTimeout(() => {
-        button.textContent = label;
-      }, 1500);
-    }
   }
 
   // --- Settings panel: sampling kept in this browser -------------------------------------------------------------------
@@ -864,9 +610,9 @@
       const article = button.closest("article.msg");
       if (button.classList.contains("copy-code")) {
         const code = button.closest(".code-block").querySelector("code");
-        copyWithFeedback(button, code.textContent);
+        Clipboard.copyWithFeedback(button, code.textContent, t.copied);
       } else if (button.classList.contains("copy-message")) {
-        copyWithFeedback(button, rawText.get(article) || "");
+        Clipboard.copyWithFeedback(button, rawText.get(article) || "", t.copied);
       } else if (button.classList.contains("edit-message")) {
         editMessage(article);
       } else if (button.classList.contains("regenerate-message")) {

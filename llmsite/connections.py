@@ -9,7 +9,11 @@ to make the site unreachable. Its HTTP factory is given three bounds here:
 - a new connection has LLMSITE_HEADER_TIMEOUT_S seconds to send its first request's headers, and each
   later request on it as long from its first line, however slowly it trickles them;
 - an idle HTTP connection (before a request, between keep-alive requests) is closed after
-  LLMSITE_IDLE_TIMEOUT_S seconds (Twisted's own idle timeout, 60 s by default).
+  LLMSITE_IDLE_TIMEOUT_S seconds (Twisted's own idle timeout, 60 s by default);
+- a request body over LLMSITE_MAX_REQUEST_BODY_MB is refused (413, connection closed) as soon as its
+  Content-Length, or its chunks so far, say so: daphne keeps a whole body, then queues it in memory, before
+  the application (and any sign-in check) sees the request, so one unauthenticated POST of a few GB used to
+  take that much of the server's memory for good.
 
 WebSocket connections are looked after by daphne's pings (a peer that does not answer is dropped).
 """
@@ -40,7 +44,8 @@ def raise_open_file_limit() -> tuple[int, int]:
     return soft, hard
 
 
-def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, idle_timeout_s: float):
+def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, idle_timeout_s: float,
+                    max_body_bytes: int = 64 << 20):
     """A subclass of daphne's HTTP factory with the bounds above (daphne builds it with the server)."""
 
     class HeaderTimedRequest(WebRequest):
@@ -60,7 +65,37 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
             # at hundreds of connections a second kept tens of thousands of timers in the reactor's heap.
             _cancel(self.llmsite_deadline)
             _cancel(getattr(self.channel, "llmsite_first_deadline", None))
+            self.llmsite_body_bytes = 0
+            if length is not None and length > max_body_bytes:
+                super().gotLength(0)  # a content file that stays empty
+                return self._refuse_body()
             return super().gotLength(length)
+
+        def handleContentChunk(self, data):
+            if getattr(self, "llmsite_refused", False):
+                return  # what was on its way when the connection was closed: dropped
+            self.llmsite_body_bytes += len(data)
+            if self.llmsite_body_bytes > max_body_bytes:  # a chunked body that grew too large
+                return self._refuse_body()
+            return super().handleContentChunk(data)
+
+        def process(self):
+            if getattr(self, "llmsite_refused", False):
+                return  # never handed to the application
+            return super().process()
+
+        def _refuse_body(self):
+            self.llmsite_refused = True
+            self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the refusal
+            transport = getattr(self.channel, "transport", None)
+            if transport is None or transport.disconnected:
+                return
+            logger.info("Refused a request from %s: its body is over %d bytes (LLMSITE_MAX_REQUEST_BODY_MB).",
+                        getattr(transport.getPeer(), "host", "?"), max_body_bytes)
+            body = f"Request body too large: at most {max_body_bytes} bytes.\n".encode()
+            transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            transport.loseConnection()
 
         def _headers_deadline(self, channel):
             transport = getattr(channel, "transport", None)
@@ -138,4 +173,5 @@ def install(settings) -> None:
         max_per_address=settings.LLMSITE_MAX_CONNECTIONS_PER_ADDRESS,
         header_timeout_s=settings.LLMSITE_HEADER_TIMEOUT_S,
         idle_timeout_s=settings.LLMSITE_IDLE_TIMEOUT_S,
+        max_body_bytes=settings.LLMSITE_MAX_REQUEST_BODY_MB << 20,
     )

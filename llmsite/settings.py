@@ -288,6 +288,9 @@ LLMSITE_MAX_CONNECTIONS_PER_ADDRESS = env_int("LLMSITE_MAX_CONNECTIONS_PER_ADDRE
                                               maximum=1_000_000)
 LLMSITE_HEADER_TIMEOUT_S = env_int("LLMSITE_HEADER_TIMEOUT_S", 20, minimum=1, maximum=3600)
 LLMSITE_IDLE_TIMEOUT_S = env_int("LLMSITE_IDLE_TIMEOUT_S", 30, minimum=1, maximum=3600)
+# The largest request body it accepts, in MiB: daphne holds a whole body (on disk, then in memory) before any
+# view or sign-in check runs, so a bigger one is answered 413 as soon as its length shows (llmsite/connections.py).
+LLMSITE_MAX_REQUEST_BODY_MB = env_int("LLMSITE_MAX_REQUEST_BODY_MB", 64, minimum=1, maximum=1_000_000)
 # Anonymous GET /healthz is served from a copy at most this old (llmsite/health.py); 0: always a full answer.
 LLMSITE_HEALTHZ_MAX_AGE_MS = env_int("LLMSITE_HEALTHZ_MAX_AGE_MS", 250, minimum=0, maximum=60_000)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -62,3 +62,61 @@ def test_json_nested_deeper_than_the_stack_is_a_400_in_openais_shape_not_a_500(h
                                      body=nesting.encode(), headers=bearer(hostile_site))
     assert status == 400, (status, body[:200])
     assert json.loads(body)["error"]["code"] == "invalid_json"
+
+
+# --- request bodies -----------------------------------------------------------------------------------------
+def raw_exchange(site, head: bytes, chunks=(), *, timeout: float = 10) -> tuple[bytes, int, bool]:
+    """Send a request's head, then body chunks until the server stops taking them; (the start of its answer,
+    body bytes sent, whether sending broke off)."""
+    port = urllib.parse.urlsplit(site.url).port
+    sent, broke = 0, False
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head)
+        try:
+            for chunk in chunks:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except OSError:  # the server closed the connection: what it answered first is still readable
+            broke = True
+        try:
+            answer = sock.recv(200)
+        except TimeoutError:
+            answer = b""
+        except OSError:
+            answer = b"(reset)"
+    return answer, sent, broke
+
+
+def test_a_body_declared_too_large_is_refused_before_a_byte_of_it_is_read(hostile_site):
+    """daphne holds a whole request body (on disk, then queued in memory) before the application, and so any
+    sign-in check, sees it: one anonymous POST of 1.5 GB took the server from 0.4 to 1.5 GB of memory, for
+    good. A length over the limit is answered 413 at once, without waiting for the body."""
+    for path in ("/v1/chat/completions", "/accounts/login/"):
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {2 << 30}\r\n\r\n").encode()
+        started = time.monotonic()
+        answer, _sent, _broke = raw_exchange(hostile_site, head)
+        assert answer.startswith(b"HTTP/1.1 413"), (path, answer)
+        assert time.monotonic() - started < 5
+
+
+def test_a_chunked_body_that_grows_too_large_is_cut_off(hostile_site):
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n")
+    block = b"0" * (1 << 20)
+    chunks = [b"%x\r\n%s\r\n" % (len(block), block) for _ in range(BODY_LIMIT_MB * 8)] + [b"0\r\n\r\n"]
+    answer, sent, broke = raw_exchange(hostile_site, head, chunks)
+    # Before: all 32 MiB were taken, then answered 401 (no key). Now the server stops at the limit.
+    assert broke or answer.startswith(b"HTTP/1.1 413"), (answer, sent)
+    assert not answer.startswith(b"HTTP/1.1 401"), answer
+
+
+def test_bodies_under_the_limit_still_reach_the_api(hostile_site):
+    body = json.dumps({"model": "no-such-model.gguf",
+                       "messages": [{"role": "user", "content": "x" * 90_000}] * 10}).encode()
+    assert 512 << 10 < len(body) < BODY_LIMIT_MB << 20
+    status, _headers, answer = request(hostile_site, "/v1/chat/completions", method="POST", body=body,
+                                       headers=bearer(hostile_site))
+    assert status == 404 and json.loads(answer)["error"]["code"] == "model_not_found"
+    status, _headers, _answer = request(hostile_site, "/healthz")
+    assert status == 200

@@ -26,6 +26,10 @@ class NotGGUF(Exception):
     """The server sends something that is not a GGUF file."""
 
 
+class TooLong(Exception):
+    """The server sends more bytes than the size it announced (a lie, or an endless body): never written."""
+
+
 class Stopped(Exception):
     """should_stop() said so (cancelled, or the site is stopping)."""
 
@@ -78,9 +82,12 @@ def fetch(url: str, dest: Path, *, size: int | None, headers: dict, check_magic:
                 while True:
                     if should_stop():
                         raise Stopped
-                    block = response.read(CHUNK)
+                    # Never more than the announced size: one byte past it is enough to tell an endless body.
+                    block = response.read(CHUNK if size is None else min(CHUNK, size - have + 1))
                     if not block:
                         break
+                    if size is not None and have + len(block) > size:
+                        raise TooLong(size)
                     if first:
                         if not block.startswith(GGUF_MAGIC[: len(block)]) or len(block) < len(GGUF_MAGIC):
                             raise NotGGUF(block[:8])

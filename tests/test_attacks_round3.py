@@ -120,3 +120,107 @@ def test_bodies_under_the_limit_still_reach_the_api(hostile_site):
     assert status == 404 and json.loads(answer)["error"]["code"] == "model_not_found"
     status, _headers, _answer = request(hostile_site, "/healthz")
     assert status == 200
+
+
+# --- downloads ----------------------------------------------------------------------------------------------
+class LyingServer:
+    """HEAD says the file has `announced` bytes; GET sends a GGUF-looking body that goes on far past that
+    (chunked, no length), a block every few milliseconds, and counts what it managed to send."""
+
+    def __init__(self, announced: int, sends: int):
+        self.announced, self.sends, self.sent = announced, sends, 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                self.send_response(200)
+                self.send_header("Content-Length", str(outer.announced))
+                self.end_headers()
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                block = b"GGUF" + bytes(65532)
+                try:
+                    while outer.sent < outer.sends:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block))
+                        outer.sent += len(block)
+                        block = bytes(65536)
+                        time.sleep(0.003)
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:
+                    pass  # the client hung up: good
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def staff_post(site, path: str, fields: dict) -> int:
+    """A staff form POST the way the Models page sends it: with the page's CSRF token."""
+    cookie = site.staff["cookie"]
+    with urllib.request.urlopen(urllib.request.Request(site.url + "/chat/models/", headers={"Cookie": cookie}),
+                                timeout=60) as response:
+        page = response.read().decode()
+        csrf_cookie = re.search(r"csrftoken=([^;]+)", response.headers.get("Set-Cookie", "")).group(1)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    status, _headers, _body = request(
+        site, path, method="POST", body=urllib.parse.urlencode({"csrfmiddlewaretoken": token, **fields}).encode(),
+        headers={"Cookie": f"{cookie}; csrftoken={csrf_cookie}",
+                 "Content-Type": "application/x-www-form-urlencoded"})
+    return status
+
+
+def downloads(site) -> list[dict]:
+    status, _headers, body = request(site, "/chat/models/status/", headers={"Cookie": site.staff["cookie"]})
+    assert status == 200
+    return json.loads(body)["downloads"]
+
+
+def test_a_download_server_that_sends_more_than_it_announced_is_cut_off_at_the_announced_size(hostile_site):
+    """A server that announces 1 MiB and then sends on without end filled the disk: the runner wrote whatever
+    came (200 MB in 20 s here) and, when the server finally stopped, resumed and did it again. Now not one
+    byte past the announced size is written, the download fails saying why, and nothing stays behind."""
+    announced = 1 << 20
+    server = LyingServer(announced, sends=96 << 20)
+    staging = Path(hostile_site.data_dir) / "models" / ".downloads"
+    try:
+        status = staff_post(hostile_site, "/chat/models/downloads/start/",
+                            {"url": f"http://127.0.0.1:{server.port}/endless.gguf"})
+        assert status in (200, 302)
+        [download] = [d for d in downloads(hostile_site) if d["file_name"] == "endless.gguf"]
+        largest, deadline = 0, time.monotonic() + 90
+        while time.monotonic() < deadline:
+            parts = list(staging.glob(f"{download['id']}/*.part")) if staging.is_dir() else []
+            for part in parts:
+                try:
+                    largest = max(largest, part.stat().st_size)
+                except FileNotFoundError:
+                    pass
+            assert largest <= announced, f"{largest} bytes written for a file announced as {announced}"
+            assert server.sent < 32 << 20, f"the site took {server.sent} bytes of a {announced}-byte file"
+            state = next(d for d in downloads(hostile_site) if d["id"] == download["id"])
+            if state["state"] not in ("queued", "running", "verifying"):
+                break
+            time.sleep(0.05)
+        assert state["state"] == "failed", state
+        assert "more than" in state["error"], state["error"]
+        assert not (staging / str(download["id"])).exists()
+        status, _headers, body = request(hostile_site, "/v1/models", headers=bearer(hostile_site))
+        assert "endless.gguf" not in [m["id"] for m in json.loads(body)["data"]]
+    finally:
+        for d in downloads(hostile_site):
+            if d["state"] in ("queued", "running", "verifying"):
+                staff_post(hostile_site, f"/chat/models/downloads/{d['id']}/cancel/", {})
+        server.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,30 @@ from pathlib import Path
 CHUNK = 1 << 20
 READ_TIMEOUT_S = 30
 GGUF_MAGIC = b"GGUF"
+
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def allowed_url(url: str) -> bool:
+    """HTTPS anywhere; plain HTTP only to this machine (a mirror on loopback). Redirects are held to it too."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        # The same scheme and host may go on (a plain-HTTP hub mirror that HF_ENDPOINT names, say).
+        same_origin = urllib.parse.urlsplit(newurl)[:2] == urllib.parse.urlsplit(req.full_url)[:2]
+        if not (allowed_url(newurl) or same_origin):
+            raise urllib.error.URLError(f"a redirect to {newurl[:200]} was refused: only https:// URLs (or http:// "
+                                        "to this machine) are followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def urlopen(request: urllib.request.Request, timeout: float):
+    """urllib's urlopen, whose redirects obey `allowed_url` (urllib's own follow http:// and ftp:// anywhere)."""
+    return urllib.request.build_opener(_CheckedRedirects).open(request, timeout=timeout)
 
 
 class FetchError(Exception):
@@ -64,7 +89,7 @@ def fetch(url: str, dest: Path, *, size: int | None, headers: dict, check_magic:
         return hasher.hexdigest()
     request = urllib.request.Request(url, headers={**headers, **({"Range": f"bytes={have}-"} if have else {})})
     try:
-        response = urllib.request.urlopen(request, timeout=READ_TIMEOUT_S)
+        response = urlopen(request, timeout=READ_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and size is not None and have == size:
             return hasher.hexdigest()

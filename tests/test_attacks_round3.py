@@ -224,3 +224,74 @@ def test_a_download_server_that_sends_more_than_it_announced_is_cut_off_at_the_a
             if d["state"] in ("queued", "running", "verifying"):
                 staff_post(hostile_site, f"/chat/models/downloads/{d['id']}/cancel/", {})
         server.stop()
+
+
+class RecordingServer:
+    """Answers HEAD with a size (or with `redirect`, a Location) and records the paths it was asked for."""
+
+    def __init__(self, host: str = "127.0.0.1", redirect: str | None = None, size: int = 1 << 20):
+        self.asked: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                outer.asked.append(self.path)
+                if redirect:
+                    self.send_response(302)
+                    self.send_header("Location", redirect)
+                    self.send_header("Content-Length", "0")
+                else:
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(size))
+                self.end_headers()
+
+            do_GET = do_HEAD
+
+        self.server = http.server.ThreadingHTTPServer((host, 0), Handler)
+        self.url = f"http://{host}:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def queue_download_by_url(site, url: str) -> list[dict]:
+    """Staff queue `url` on the Models page; the downloads the site then lists with the URL's file name."""
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rsplit("/", 1)[-1]
+    status = staff_post(site, "/chat/models/downloads/start/", {"url": url})
+    assert status in (200, 302)
+    return [d for d in downloads(site) if d["file_name"] == name]
+
+
+def test_a_redirect_cannot_take_a_download_to_plain_http_on_the_network(hostile_site):
+    """Plain http:// is allowed to this machine only (a local mirror); anything on the network must be HTTPS.
+    A redirect skipped that rule: a loopback (or any HTTPS) server that answered 302 to http://<LAN host>/
+    had the site fetch from there, in the clear. 127.0.0.2 stands in for the LAN host: it is not one of
+    the names the rule allows, and a URL naming it directly is refused."""
+    lan = RecordingServer("127.0.0.2")
+    hop = RecordingServer("127.0.0.1", redirect=lan.url + "/model.gguf")
+    try:
+        assert queue_download_by_url(hostile_site, lan.url + "/model.gguf") == []  # refused when asked directly
+        assert queue_download_by_url(hostile_site, hop.url + "/model.gguf") == []  # and through a redirect
+        assert hop.asked and lan.asked == [], (hop.asked, lan.asked)
+    finally:
+        hop.stop()
+        lan.stop()
+
+
+@pytest.mark.parametrize("name", ["nul%00byte.gguf", "tab%09name.gguf", "x" * 247 + ".gguf"])
+def test_a_file_name_the_disk_cannot_take_is_refused_when_it_is_asked_for(hostile_site, name):
+    """A name with a NUL or another control character, or too long to be a file once `.part` is added
+    (NAME_MAX is 255 bytes), was queued and then failed six times over a minute as a 'broken transfer';
+    on PostgreSQL the NUL made the Models page's POST a 500. It is refused at once, nothing queued."""
+    server = RecordingServer()
+    try:
+        assert queue_download_by_url(hostile_site, f"{server.url}/{name}") == []
+    finally:
+        server.stop()

@@ -31,7 +31,8 @@ BODY_LIMIT_MB = 4  # LLMSITE_MAX_REQUEST_BODY_MB of the site below: small, so a 
 def hostile_site(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("round3-site")
     running = RunningSite(data_dir, [sys.executable, "-m", "llmsite.serve"],
-                          env={"LLMSITE_MAX_REQUEST_BODY_MB": str(BODY_LIMIT_MB)})
+                          # A small context: the fitted prompt of the many-turns test is quick to evaluate.
+                          env={"LLMSITE_MAX_REQUEST_BODY_MB": str(BODY_LIMIT_MB), "LLMSITE_N_CTX": "512"})
     prepare_data_dir(data_dir, running.env)
     running.start()
     running.people = api_people(running, ["mallory"])
@@ -295,3 +296,30 @@ def test_a_file_name_the_disk_cannot_take_is_refused_when_it_is_asked_for(hostil
         assert queue_download_by_url(hostile_site, f"{server.url}/{name}") == []
     finally:
         server.stop()
+
+
+# --- the worker ---------------------------------------------------------------------------------------------
+def test_ten_thousand_messages_do_not_hold_the_worker_for_everyone(hostile_site):
+    """A history longer than the context is cut from its oldest turns. The worker dropped one turn, rendered
+    and tokenized the whole prompt again, and again: quadratic, and llama.cpp's tokenizer is itself superlinear
+    (27 s for one 2.3 MB prompt). One API call of 10,000 short turns (2.6 MB, under every body limit) held the
+    site's only worker for everyone, deaf to stop requests, for over five minutes after its client had gone.
+    Now it costs about what a call whose history just fills the context costs. (9,000 turns here: the body
+    stays under Django's 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE.)"""
+    key = bearer(hostile_site)
+    status, _headers, body = request(hostile_site, "/v1/models", headers=key)
+    model = json.loads(body)["data"][0]["id"]
+    messages = [{"role": "user" if n % 2 == 0 else "assistant", "content": "word " * 45} for n in range(9_001)]
+
+    def ask(turns: list) -> float:
+        started = time.monotonic()
+        status, _headers, body = request(
+            hostile_site, "/v1/chat/completions", method="POST", headers=key, timeout=600,
+            body=json.dumps({"model": model, "messages": turns, "max_tokens": 2}).encode())
+        assert status == 200 and json.loads(body)["choices"], (status, body[:300])
+        return time.monotonic() - started
+
+    # The same work but for the cutting: the last 20 turns also overflow 512 tokens and are cut to fit.
+    baseline = ask(messages[-21:])
+    flood = ask(messages)
+    assert flood < 2 * baseline + 20, f"9,001 turns took {flood:.1f} s, 21 turns {baseline:.1f} s"

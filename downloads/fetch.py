@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -18,12 +19,40 @@ READ_TIMEOUT_S = 30
 GGUF_MAGIC = b"GGUF"
 
 
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def allowed_url(url: str) -> bool:
+    """HTTPS anywhere; plain HTTP only to this machine (a mirror on loopback). Redirects are held to it too."""
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
+
+
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        # The same scheme and host may go on (a plain-HTTP hub mirror that HF_ENDPOINT names, say).
+        same_origin = urllib.parse.urlsplit(newurl)[:2] == urllib.parse.urlsplit(req.full_url)[:2]
+        if not (allowed_url(newurl) or same_origin):
+            raise urllib.error.URLError(f"a redirect to {newurl[:200]} was refused: only https:// URLs (or http:// "
+                                        "to this machine) are followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def urlopen(request: urllib.request.Request, timeout: float):
+    """urllib's urlopen, whose redirects obey `allowed_url` (urllib's own follow http:// and ftp:// anywhere)."""
+    return urllib.request.build_opener(_CheckedRedirects).open(request, timeout=timeout)
+
+
 class FetchError(Exception):
     """The transfer broke off (network, server); the bytes so far are kept for a resume."""
 
 
 class NotGGUF(Exception):
     """The server sends something that is not a GGUF file."""
+
+
+class TooLong(Exception):
+    """The server sends more bytes than the size it announced (a lie, or an endless body): never written."""
 
 
 class Stopped(Exception):
@@ -60,7 +89,7 @@ def fetch(url: str, dest: Path, *, size: int | None, headers: dict, check_magic:
         return hasher.hexdigest()
     request = urllib.request.Request(url, headers={**headers, **({"Range": f"bytes={have}-"} if have else {})})
     try:
-        response = urllib.request.urlopen(request, timeout=READ_TIMEOUT_S)
+        response = urlopen(request, timeout=READ_TIMEOUT_S)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and size is not None and have == size:
             return hasher.hexdigest()
@@ -78,9 +107,12 @@ def fetch(url: str, dest: Path, *, size: int | None, headers: dict, check_magic:
                 while True:
                     if should_stop():
                         raise Stopped
-                    block = response.read(CHUNK)
+                    # Never more than the announced size: one byte past it is enough to tell an endless body.
+                    block = response.read(CHUNK if size is None else min(CHUNK, size - have + 1))
                     if not block:
                         break
+                    if size is not None and have + len(block) > size:
+                        raise TooLong(size)
                     if first:
                         if not block.startswith(GGUF_MAGIC[: len(block)]) or len(block) < len(GGUF_MAGIC):
                             raise NotGGUF(block[:8])

@@ -206,6 +206,11 @@ def _fetch_with_retries(download, part, dest, check_magic, progress, retry_delay
             finish(download, State.FAILED, _("%(file)s is not a GGUF file (it starts with %(start)s): refused, "
                                              "nothing was kept.") % {"file": part.name, "start": repr(exc.args[0])})
             return None
+        except fetch.TooLong as exc:
+            remove_staging(download.pk)
+            finish(download, State.FAILED, _("%(file)s: the server sent more than the %(size)s bytes it announced: "
+                                             "refused, nothing was kept.") % {"file": part.name, "size": exc.args[0]})
+            return None
         except fetch.FetchError as exc:
             if attempt == len(retry_delays):
                 finish(download, State.FAILED, _("The download broke off: %(error)s. Press Retry to resume it.")

@@ -17,11 +17,14 @@ from dataclasses import asdict, dataclass
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from downloads.fetch import allowed_url, urlopen
+
 SPLIT_NAME = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.gguf$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 HEAD_TIMEOUT_S = 20
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+# A file's name in the models folder: at most NAME_MAX (255 bytes) less the `.part` its staging file adds.
+MAX_NAME_BYTES = 250
 
 
 class SourceError(Exception):
@@ -54,6 +57,11 @@ def check_file_name(file_name: str) -> str:
     file_name = file_name.strip().rsplit("/", 1)[-1]
     if not file_name.lower().endswith(".gguf") or file_name.startswith(".") or len(file_name) > 255:
         raise SourceError(_("Only .gguf files can be downloaded; %(file)s is not one.") % {"file": file_name or "?"})
+    if len(file_name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES or not file_name.isprintable():
+        shown = "".join(c if c.isprintable() else "?" for c in file_name)
+        raise SourceError(_("%(file)s cannot be a file name here: it holds control characters or is longer than "
+                            "%(bytes)s bytes.") % {"file": shown[:80] + ("…" if len(shown) > 80 else ""),
+                                                   "bytes": MAX_NAME_BYTES})
     return file_name
 
 
@@ -70,7 +78,7 @@ def check_url(url: str) -> str:
     url = url.strip()
     parts = urllib.parse.urlsplit(url)
     # Plain HTTP only to this machine (a mirror on loopback); anything on the network must be HTTPS.
-    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+    if not allowed_url(url):
         raise SourceError(_("Only https:// URLs can be downloaded."))
     check_file_name(urllib.parse.unquote(parts.path))
     return url
@@ -152,7 +160,7 @@ def resolve_url(url: str, sha256: str = "") -> list[Part]:
 def head_size(url: str) -> int | None:
     request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "llmsite"})
     try:
-        with urllib.request.urlopen(request, timeout=HEAD_TIMEOUT_S) as response:
+        with urlopen(request, timeout=HEAD_TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
     except urllib.error.HTTPError as exc:
         raise SourceError(_("%(url)s answered %(status)s.") % {"url": url, "status": exc.code}) from None

@@ -21,6 +21,10 @@ to make the site unreachable. Its HTTP factory is given these bounds here:
   a handshake is answered 429 from its request line and headers, before any of that. Only handshakes are
   counted, never plain HTTP requests; a handshake whose session cookie was seen signed in is not counted
   (llmsite/signedin.py says why); behind a trusted proxy the client it names is counted, not the proxy.
+- a request body over LLMSITE_MAX_REQUEST_BODY_MB is refused (413, connection closed) as soon as its
+  Content-Length, or its chunks so far, say so: daphne keeps a whole body, then queues it in memory, before
+  the application (and any sign-in check) sees the request, so one unauthenticated POST of a few GB used to
+  take that much of the server's memory for good.
 
 WebSocket connections are looked after by daphne's pings (a peer that does not answer is dropped).
 """
@@ -80,7 +84,7 @@ class HandshakeBudget:
 
 def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, idle_timeout_s: float,
                     body_min_bytes_per_s: float = 500, handshakes_per_s: float = 10, handshake_burst: int = 60,
-                    session_cookie: str = "sessionid"):
+                    session_cookie: str = "sessionid", max_body_bytes: int = 64 << 20):
     """A subclass of daphne's HTTP factory with the bounds above (daphne builds it with the server)."""
     budget = HandshakeBudget(handshakes_per_s, handshake_burst)
     cookie_name = session_cookie.encode("latin-1")
@@ -166,7 +170,39 @@ def guarded_factory(*, trusted, max_per_address: int, header_timeout_s: float, i
         """daphne's request; a WebSocket handshake over its address's budget is answered 429 here, from the
         request line and headers alone, before the WebSocket stack and any session lookup."""
 
+        llmsite_refused = False
+        llmsite_body_bytes = 0
+
+        def gotLength(self, length):
+            if length is not None and length > max_body_bytes:
+                super().gotLength(0)  # a content file that stays empty
+                return self._llmsite_refuse_body()
+            return super().gotLength(length)
+
+        def handleContentChunk(self, data):
+            if self.llmsite_refused:
+                return  # what was on its way when the connection was closed: dropped
+            self.llmsite_body_bytes += len(data)
+            if self.llmsite_body_bytes > max_body_bytes:  # a chunked body that grew too large
+                return self._llmsite_refuse_body()
+            return super().handleContentChunk(data)
+
+        def _llmsite_refuse_body(self):
+            self.llmsite_refused = True
+            self.requestHeaders.removeHeader(b"Expect")  # no "100 Continue" after the refusal
+            transport = getattr(self.channel, "transport", None)
+            if transport is None or transport.disconnected:
+                return
+            logger.info("Refused a request from %s: its body is over %d bytes (LLMSITE_MAX_REQUEST_BODY_MB).",
+                        getattr(transport.getPeer(), "host", "?"), max_body_bytes)
+            body = f"Request body too large: at most {max_body_bytes} bytes.\n".encode()
+            transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            transport.loseConnection()
+
         def process(self):
+            if self.llmsite_refused:
+                return None  # never handed to the application
             upgrade = self.requestHeaders.getRawHeaders(b"upgrade")
             if upgrade and upgrade[0].strip().lower() == b"websocket":
                 address = self._llmsite_charged_address()
@@ -270,4 +306,5 @@ def install(settings) -> None:
         handshakes_per_s=settings.LLMSITE_HANDSHAKES_PER_S,
         handshake_burst=settings.LLMSITE_HANDSHAKE_BURST,
         session_cookie=settings.SESSION_COOKIE_NAME,
+        max_body_bytes=settings.LLMSITE_MAX_REQUEST_BODY_MB << 20,
     )

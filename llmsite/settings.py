@@ -299,6 +299,9 @@ LLMSITE_BODY_MIN_BYTES_PER_S = env_int("LLMSITE_BODY_MIN_BYTES_PER_S", 500, mini
 # session seen signed in are not counted (llmsite/connections.py, llmsite/signedin.py).
 LLMSITE_HANDSHAKES_PER_S = env_int("LLMSITE_HANDSHAKES_PER_S", 10, minimum=1, maximum=1_000_000)
 LLMSITE_HANDSHAKE_BURST = env_int("LLMSITE_HANDSHAKE_BURST", 60, minimum=1, maximum=1_000_000)
+# The largest request body it accepts, in MiB: daphne holds a whole body (on disk, then in memory) before any
+# view or sign-in check runs, so a bigger one is answered 413 as soon as its length shows (llmsite/connections.py).
+LLMSITE_MAX_REQUEST_BODY_MB = env_int("LLMSITE_MAX_REQUEST_BODY_MB", 64, minimum=1, maximum=1_000_000)
 # Anonymous GET /healthz is served from a copy at most this old (llmsite/health.py); 0: always a full answer.
 LLMSITE_HEALTHZ_MAX_AGE_MS = env_int("LLMSITE_HEALTHZ_MAX_AGE_MS", 250, minimum=0, maximum=60_000)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

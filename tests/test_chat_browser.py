@@ -253,7 +253,8 @@ def test_staff_see_and_load_models_on_the_models_page(chat_site, page, output_di
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         assert card["width"] <= 390 and card["height"] < 360, f"the SmolLM2 card is {card}"
         expect(smol.locator(".cell-label").first).to_be_visible()
-        fields = smol.locator(".load-field").evaluate_all("(nodes) => nodes.map((n) => n.getBoundingClientRect().bottom)")
+        fields = smol.locator(".load-field").evaluate_all(
+            "(nodes) => nodes.map((n) => n.getBoundingClientRect().bottom)")
         assert len({round(top) for top in fields}) <= 2, f"the Load form's fields are on rows at {fields}"
         expect(page.locator("table.models-table thead")).to_be_attached()
         # Chromium's own accessibility tree (what a screen reader is given), through DevTools.

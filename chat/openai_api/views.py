@@ -151,7 +151,7 @@ async def _resolve_model(name: str) -> str:
 def _parse_body(request):
     try:
         return json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting deeper than Python's stack
         raise ApiError(400, "The request body is not valid JSON.", "invalid_json") from None
 
 

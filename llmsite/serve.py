@@ -62,6 +62,10 @@ def main() -> None:
         urls = [f"http://{a}:{port}/" for a in ["127.0.0.1", *addresses]]
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "llmsite.settings")
+    # numpy (which gguf loads to read a model file's header) would start one idle OpenBLAS thread per core in
+    # the web process, from whichever page first read a header, so at that page's lowered priority
+    # (chat/worker/priority.py). The web process does no matrix work.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import django
     from django.conf import settings
 

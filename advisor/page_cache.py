@@ -99,10 +99,14 @@ _per_catalog: dict = {}
 
 def per_catalog(name: str, compute):
     """compute(), read once per catalog version (lists the pages draw from the catalog)."""
-    version = catalog_version()
-    known = _per_catalog.get(name)
-    if known is None or known[0] != version:
-        known = _per_catalog[name] = (version, compute())
+    return _read_through(_per_catalog, name, catalog_version(), compute)
+
+
+def _read_through(memo: dict, name: str, key, compute):
+    """memo[name]'s value if it was computed for `key`, else compute() kept for `key`."""
+    known = memo.get(name)
+    if known is None or known[0] != key:
+        known = memo[name] = (key, compute())
     return known[1]
 
 
@@ -123,11 +127,7 @@ def known_files() -> dict:
 
 def per_measurement(name: str, compute):
     """compute(), read again only when this server has measured a reply since (latest_measurement())."""
-    latest = latest_measurement()
-    known = _per_measurement.get(name)
-    if known is None or known[0] != latest:
-        known = _per_measurement[name] = (latest, compute())
-    return known[1]
+    return _read_through(_per_measurement, name, latest_measurement(), compute)
 
 
 def latest_measurement() -> int:

@@ -1,6 +1,7 @@
 """HTTP under load, side by side: the site as `make run` starts it, against the targets of issue 11.
 
-    .venv/bin/python bench/http_load.py [--baseline REF] [--seconds 10] [--concurrency 8] [--no-chat]
+    .venv/bin/python bench/http_load.py [--baseline REF [--baseline-env NAME=VALUE]] [--seconds 10]
+                                        [--concurrency 8] [--no-chat]
 
 Each contender (this checkout and, with --baseline, the same bench against a git ref such as `main`,
 extracted with `git archive` into a temporary folder and run with this virtualenv) gets a fresh data folder,
@@ -12,7 +13,8 @@ what `make run` ends with. Then, one after another:
 2. the answer page with new inputs on every request (ab can only repeat one address, so a small asyncio
    client opens 8 connections' worth of requests, each for a GPU memory size not asked before);
 3. a chat reply (the default SmolLM2 model over the WebSocket, tests/wsclient.py) streamed alone, then again
-   while ab loads the answer page: its decode rate under load over its idle rate.
+   while ab loads the answer page: its decode rate under load over its idle rate; then again while new
+   questions (step 2's client) keep the web process's CPU busy, the load the pages' priority is for.
 
 All load comes from 127.0.0.1, so the advisor's per-address limit on uncached work would answer 429 to most
 of step 2; the bench raises it (LLMSITE_ADVISOR_LIMIT) for its own server and says so. Figures taken on a
@@ -32,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -46,9 +49,10 @@ ANSWER = "/advisor/?gpu=nvidia-geforce-rtx-4060-ti&vram_gib=12&ram_gib=32&ctx=81
 API = "/api/advisor/recommendations?gpu=nvidia-geforce-rtx-4060-ti&vram_gib=12&ram_gib=32&ctx=8192"
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 TARGETS = {"healthz": ">= 500 req/s", "answer": ">= 100 req/s, median < 50 ms", "new": ">= 25 req/s",
-           "api": "", "chat": ">= 0.8 of idle"}
+           "api": "", "chat": ">= 0.8 of idle", "chat_new": ""}
 LABELS = {"healthz": "/healthz", "answer": "answer page, repeated inputs", "new": "answer page, new inputs",
-          "api": "recommendations API, repeated", "chat": "chat decode tok/s under load"}
+          "api": "recommendations API, repeated", "chat": "chat decode tok/s under load",
+          "chat_new": "  ... under new-input load"}
 
 
 def need_ab() -> str:
@@ -98,7 +102,7 @@ def server_cpu(site, run) -> Load:
 class Site:
     """One checkout's site: its own data folder and port, started as `make run` starts it."""
 
-    def __init__(self, name: str, root: Path, limit_off: bool):
+    def __init__(self, name: str, root: Path, limit_off: bool, env: dict | None = None):
         self.name, self.root = name, root
         self.data = tempfile.TemporaryDirectory(prefix=f"llmsite-http-load-{name}-")
         self.port = free_port()
@@ -110,6 +114,7 @@ class Site:
             self.env["LLMSITE_ADVISOR_LIMIT"] = "10000000"
         for name_ in ("LLMSITE_MODEL", "REDIS_URL", "DATABASE_URL"):
             self.env.pop(name_, None)
+        self.env.update(env or {})
         self.server = None
 
     def manage(self, *args: str) -> str:
@@ -240,6 +245,20 @@ def reply_rate(site: Site, cookie: str, seed: int = 7) -> float:
     return asyncio.run(_reply_rate(site, cookie, seed))
 
 
+def chat_under_new_inputs(site: Site, seconds: int, concurrency: int, idle: float) -> tuple[float, float]:
+    """(idle decode tok/s, decode tok/s while new questions, each ranked afresh, keep the web process's CPU
+    busy): the heavier load, where the pages' priority (LLMSITE_PAGE_NICE) matters."""
+    cookie = site.session_cookie()
+    load = threading.Thread(target=new_inputs, args=(site, seconds * 4, concurrency))
+    load.start()
+    try:
+        time.sleep(1)
+        loaded = statistics.median(reply_rate(site, cookie, seed) for seed in (1, 2))
+    finally:
+        load.join()
+    return idle, loaded
+
+
 def chat_under_load(site: Site, seconds: int, concurrency: int) -> tuple[float, float]:
     """(idle decode tok/s, decode tok/s while ab loads the answer page): medians of two replies each."""
     cookie = site.session_cookie()
@@ -269,6 +288,7 @@ def measure(site: Site, args) -> dict:
         results["new"] = server_cpu(site, lambda: new_inputs(site, args.seconds, args.concurrency))
         if args.chat:
             results["chat"] = chat_under_load(site, args.seconds, args.concurrency)
+            results["chat_new"] = chat_under_new_inputs(site, args.seconds, args.concurrency, results["chat"][0])
         return results
     finally:
         site.stop()
@@ -295,14 +315,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="length of each ab run (10)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients (8)")
     parser.add_argument("--no-chat", dest="chat", action="store_false", help="skip the chat reply under load")
+    parser.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the baseline's server only, e.g. --baseline HEAD --baseline-env "
+                             "LLMSITE_PAGE_NICE=0 compares one setting on the same code")
     args = parser.parse_args()
+    baseline_env = dict(item.split("=", 1) for item in args.baseline_env)
     need_ab()
 
     columns = {}
     with tempfile.TemporaryDirectory(prefix="llmsite-http-load-ref-") as ref_dir:
         if args.baseline:
             root = baseline_checkout(args.baseline, Path(ref_dir))
-            columns[args.baseline] = measure(Site("baseline", root, limit_off=True), args)
+            name = args.baseline + "".join(f" {k}={v}" for k, v in baseline_env.items())
+            columns[name] = measure(Site("baseline", root, limit_off=True, env=baseline_env), args)
         columns["this checkout"] = measure(Site("this", ROOT, limit_off=True), args)
 
     load = os.getloadavg()

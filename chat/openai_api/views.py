@@ -280,12 +280,7 @@ async def _stream(generation: Generation, chat, event: dict, forced_open: bool):
             elif kind == "queued":
                 yield f": queued, position {event['position']}\n\n".encode()  # an SSE comment: clients skip it
             elif kind == "failed":
-                await generation.record("error", generation.stats({}))
-                code = event.get("code") or "error"
-                status = FAILURE_STATUS.get(code, 500)
-                yield _sse({"error": {"message": event.get("message") or "The reply failed.",
-                                      "type": ERROR_TYPES.get(status, "server_error"), "param": None, "code": code}})
-                yield b"data: [DONE]\n\n"
+                yield await _stream_failure(generation, event)
                 return
             elif kind == "done":
                 reasoning, content = splitter.finish()
@@ -306,6 +301,17 @@ async def _stream(generation: Generation, chat, event: dict, forced_open: bool):
     finally:
         generation.close()
 
+
+
+async def _stream_failure(generation: Generation, event: dict) -> bytes:
+    """A reply that failed in the middle of a stream: recorded, then an error event in OpenAI's shape and
+    `data: [DONE]` (the status line went out with the first chunk)."""
+    await generation.record("error", generation.stats({}))
+    code = event.get("code") or "error"
+    status = FAILURE_STATUS.get(code, 500)
+    return _sse({"error": {"message": event.get("message") or "The reply failed.",
+                           "type": ERROR_TYPES.get(status, "server_error"), "param": None, "code": code}}) + (
+        b"data: [DONE]\n\n")
 
 
 # --- text completions (/v1/completions) ------------------------------------------------------------------------
@@ -349,12 +355,7 @@ async def _text_stream(generation: Generation, text, event: dict, _forced_open: 
             elif kind == "queued":
                 yield f": queued, position {event['position']}\n\n".encode()  # an SSE comment: clients skip it
             elif kind == "failed":
-                await generation.record("error", generation.stats({}))
-                code = event.get("code") or "error"
-                status = FAILURE_STATUS.get(code, 500)
-                yield _sse({"error": {"message": event.get("message") or "The reply failed.",
-                                      "type": ERROR_TYPES.get(status, "server_error"), "param": None, "code": code}})
-                yield b"data: [DONE]\n\n"
+                yield await _stream_failure(generation, event)
                 return
             elif kind == "done":
                 stats = generation.stats(event.get("stats") or {})

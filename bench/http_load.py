@@ -143,6 +143,12 @@ class Site:
                 time.sleep(0.3)
 
     def session_cookie(self) -> str:
+        """The bench person's session (made on first use)."""
+        if getattr(self, "_cookie", None) is None:
+            self._cookie = self._new_session_cookie()
+        return self._cookie
+
+    def _new_session_cookie(self) -> str:
         code = (
             "from django.conf import settings\n"
             "from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY\n"

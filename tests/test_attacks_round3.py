@@ -228,10 +228,12 @@ def test_a_download_server_that_sends_more_than_it_announced_is_cut_off_at_the_a
 
 
 class RecordingServer:
-    """Answers HEAD with a size (or with `redirect`, a Location) and records the paths it was asked for."""
+    """Answers HEAD with a size (or with `redirect`, a Location) and records the paths it was asked for, and
+    the headers they came with."""
 
     def __init__(self, host: str = "127.0.0.1", redirect: str | None = None, size: int = 1 << 20):
         self.asked: list[str] = []
+        self.headers: list[dict] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -242,7 +244,8 @@ class RecordingServer:
 
             def do_HEAD(self):
                 outer.asked.append(self.path)
-                if redirect:
+                outer.headers.append(dict(self.headers))
+                if redirect and redirect != self.path:  # a redirect to a path of its own is answered there
                     self.send_response(302)
                     self.send_header("Location", redirect)
                     self.send_header("Content-Length", "0")
@@ -284,6 +287,32 @@ def test_a_redirect_cannot_take_a_download_to_plain_http_on_the_network(hostile_
     finally:
         hop.stop()
         lan.stop()
+
+
+def test_the_hub_token_does_not_follow_a_redirect_to_another_host():
+    """The hub's headers carry HF_TOKEN and are given only for the hub's own address (sources.auth_headers_for),
+    but urllib copied them onto every redirect: a hub, a mirror or a URL on it that answered 302 to another
+    host had the token sent there. A redirect to another scheme, host or port now drops Authorization and
+    Cookie; one on the same origin keeps them."""
+    from downloads.fetch import urlopen
+
+    elsewhere = RecordingServer("127.0.0.1")
+    hub = RecordingServer("127.0.0.1", redirect=elsewhere.url + "/model.gguf")
+    inner = RecordingServer("127.0.0.1", redirect="/new.gguf")  # /old.gguf to /new.gguf on one server
+    secret = {"Authorization": "Bearer hf_secret", "Cookie": "token=hf_secret", "User-Agent": "llmsite"}
+    try:
+        for server, path in ((hub, "/model.gguf"), (inner, "/old.gguf")):
+            with urlopen(urllib.request.Request(server.url + path, method="HEAD", headers=secret), timeout=10):
+                pass
+        assert hub.headers[0]["Authorization"] == "Bearer hf_secret"  # the hub itself gets it
+        assert elsewhere.asked == ["/model.gguf"]
+        assert "Authorization" not in elsewhere.headers[0] and "Cookie" not in elsewhere.headers[0]
+        assert elsewhere.headers[0]["User-Agent"] == "llmsite"
+        assert inner.asked == ["/old.gguf", "/new.gguf"]
+        assert inner.headers[1]["Authorization"] == "Bearer hf_secret"
+    finally:
+        for server in (hub, elsewhere, inner):
+            server.stop()
 
 
 @pytest.mark.parametrize("name", ["nul%00byte.gguf", "tab%09name.gguf", "x" * 247 + ".gguf"])

@@ -44,6 +44,18 @@ def call_in_threads(gate, count):
     return threads, responses
 
 
+def wait_until_inside(view, count):
+    deadline = time.monotonic() + 5
+    while view.inside < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def finish(view, threads):
+    view.finish.set()
+    for thread in threads:
+        thread.join(10)
+
+
 def test_the_gate_is_the_first_middleware():
     assert settings.MIDDLEWARE[0] == "llmsite.middleware.PageSlotsMiddleware"
 
@@ -53,14 +65,10 @@ def test_six_requests_at_once_run_two_at_a_time_and_all_are_answered():
     view = Recorder()
     gate = PageSlotsMiddleware(view)
     threads, responses = call_in_threads(gate, 6)
-    deadline = time.monotonic() + 5
-    while view.inside < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until_inside(view, 2)
     time.sleep(0.2)  # the other four had time to get in, were there room
     assert view.inside == 2
-    view.finish.set()
-    for thread in threads:
-        thread.join(10)
+    finish(view, threads)
     assert view.most == 2
     assert [r.status_code for r in responses] == [200] * 6
 
@@ -70,15 +78,13 @@ def test_a_request_that_waits_too_long_gets_503_with_retry_after_and_the_slot_co
     view = Recorder()
     gate = PageSlotsMiddleware(view)
     threads, _ = call_in_threads(gate, 1)
-    while view.inside < 1:
-        time.sleep(0.01)
+    wait_until_inside(view, 1)
     started = time.monotonic()
     busy = gate(RequestFactory().get("/advisor/"))
     assert 0.9 < time.monotonic() - started < 5
     assert busy.status_code == 503 and busy["Retry-After"] == "5"
     assert b"busy" in busy.content
-    view.finish.set()
-    threads[0].join(10)
+    finish(view, threads)
     assert gate(RequestFactory().get("/advisor/")).status_code == 200  # the slot was given back
 
 
@@ -101,10 +107,7 @@ def test_zero_turns_the_gate_off():
     view = Recorder()
     gate = PageSlotsMiddleware(view)
     threads, responses = call_in_threads(gate, 4)
-    deadline = time.monotonic() + 5
-    while view.inside < 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until_inside(view, 4)
     assert view.inside == 4
-    view.finish.set()
-    for thread in threads:
-        thread.join(10)
+    finish(view, threads)
+    assert [r.status_code for r in responses] == [200] * 4

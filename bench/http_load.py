@@ -14,7 +14,10 @@ what `make run` ends with. Then, one after another:
    client opens 8 connections' worth of requests, each for a GPU memory size not asked before);
 3. a chat reply (the default SmolLM2 model over the WebSocket, tests/wsclient.py) streamed alone, then again
    while ab loads the answer page: its decode rate under load over its idle rate; then again while new
-   questions (step 2's client) keep the web process's CPU busy, the load the pages' priority is for.
+   questions (step 2's client) keep the web process's CPU busy;
+4. the time to the first token of a ~1,500-token message, alone and while new questions load the site: prompt
+   evaluation runs on every core, so pages and the worker want more CPU than there is, the case the pages'
+   lower priority (LLMSITE_PAGE_NICE) is for.
 
 All load comes from 127.0.0.1, so the advisor's per-address limit on uncached work would answer 429 to most
 of step 2; the bench raises it (LLMSITE_ADVISOR_LIMIT) for its own server and says so. Figures taken on a
@@ -39,6 +42,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,11 +52,14 @@ from tests.wsclient import WebSocket  # noqa: E402
 ANSWER = "/advisor/?gpu=nvidia-geforce-rtx-4060-ti&vram_gib=12&ram_gib=32&ctx=8192&use=chat"
 API = "/api/advisor/recommendations?gpu=nvidia-geforce-rtx-4060-ti&vram_gib=12&ram_gib=32&ctx=8192"
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+LONG_PROMPT = " ".join(f"Entry {i}: wind from the west, two ships passed, the lamp was trimmed at dusk."
+                       for i in range(80)) + " Summarise the log in one line."
 TARGETS = {"healthz": ">= 500 req/s", "answer": ">= 100 req/s, median < 50 ms", "new": ">= 25 req/s",
-           "api": "", "chat": ">= 0.8 of idle", "chat_new": ""}
+           "api": "", "chat": ">= 0.8 of idle", "chat_new": "", "prompt_new": ""}
 LABELS = {"healthz": "/healthz", "answer": "answer page, repeated inputs", "new": "answer page, new inputs",
           "api": "recommendations API, repeated", "chat": "chat decode tok/s under load",
-          "chat_new": "  ... under new-input load"}
+          "chat_new": "  ... under new-input load",
+          "prompt_new": "long message, first token"}
 
 
 def need_ab() -> str:
@@ -76,6 +83,7 @@ class Load:
     failed: int
     requests: int = 0
     cpu_ms: float | None = None   # the server process's CPU time (user + system) per request
+    p95_ms: float | None = None
 
     def __str__(self) -> str:
         failed = f", {self.failed} failed" if self.failed else ""
@@ -195,14 +203,14 @@ async def _get(port: int, path: str) -> int:
     return int(body.split(b" ", 2)[1]) if body.startswith(b"HTTP/") else 0
 
 
-async def _new_inputs(port: int, seconds: int, concurrency: int) -> Load:
+async def _new_inputs(port: int, seconds: float, concurrency: int, stop: threading.Event | None = None) -> Load:
     counter = iter(range(10**9))
     times, failed = [], 0
     deadline = time.perf_counter() + seconds
 
     async def worker():
         nonlocal failed
-        while time.perf_counter() < deadline:
+        while time.perf_counter() < deadline and not (stop and stop.is_set()):
             n = next(counter)
             # A GPU memory size not asked before, on every request: nothing is cached for it yet.
             path = f"/advisor/?vram_gib={4 + n / 1000:.3f}&ram_gib=32&ctx=8192&use=chat"
@@ -214,15 +222,38 @@ async def _new_inputs(port: int, seconds: int, concurrency: int) -> Load:
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
-    return Load(len(times) / elapsed, statistics.median(times) * 1000, failed, len(times))
+    p95 = statistics.quantiles(times, n=20)[-1] * 1000 if len(times) > 1 else None
+    return Load(len(times) / elapsed, statistics.median(times) * 1000, failed, len(times), p95_ms=p95)
 
 
-def new_inputs(site: Site, seconds: int, concurrency: int) -> Load:
-    return asyncio.run(_new_inputs(site.port, seconds, concurrency))
+def new_inputs(site: Site, seconds: float, concurrency: int, stop: threading.Event | None = None) -> Load:
+    return asyncio.run(_new_inputs(site.port, seconds, concurrency, stop))
+
+
+class Background:
+    """New questions asked from a thread until the block ends; `.load` is what they measured."""
+
+    def __init__(self, site: Site, concurrency: int):
+        self.stop = threading.Event()
+        self.load: Load | None = None
+        self.thread = threading.Thread(target=self._run, args=(site, concurrency))
+
+    def _run(self, site, concurrency):
+        self.load = new_inputs(site, 3600, concurrency, self.stop)
+
+    def __enter__(self):
+        self.thread.start()
+        time.sleep(1)  # the load is running before what it loads starts
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 # --- the chat reply --------------------------------------------------------------------------------------
-async def _reply_rate(site: Site, cookie: str, seed: int) -> float:
+async def _reply(site: Site, cookie: str, content: str, options: dict) -> tuple[float, list[float]]:
+    """(when the message was sent, when each token arrived) for one reply in a new conversation."""
     ws = await WebSocket.connect("127.0.0.1", site.port, "/ws/chat/", {"Origin": site.url, "Cookie": cookie})
     try:
         while True:  # the first socket starts the model load
@@ -231,37 +262,58 @@ async def _reply_rate(site: Site, cookie: str, seed: int) -> float:
                 break
             if frame["type"] == "model" and frame["state"] == "error":
                 raise RuntimeError(f"the site could not load the model: {frame['error']}")
-        await ws.send({"type": "send", "conversation": None, "content": PROMPT,
-                       "options": {"max_tokens": 160, "seed": seed, "temperature": 0.7}})
+        sent = time.perf_counter()
+        await ws.send({"type": "send", "conversation": None, "content": content, "options": options})
         at = []
         while True:
             frame = await ws.receive()
             if frame["type"] == "token":
                 at.append(time.perf_counter())
             elif frame["type"] == "done":
-                break
+                return sent, at
             elif frame["type"] == "error":
                 raise RuntimeError(f"the chat answered an error: {frame}")
-        return (len(at) - 1) / (at[-1] - at[0])
     finally:
         ws.close()
 
 
 def reply_rate(site: Site, cookie: str, seed: int = 7) -> float:
-    return asyncio.run(_reply_rate(site, cookie, seed))
+    """Decode tokens/s of one 160-token reply."""
+    _, at = asyncio.run(_reply(site, cookie, PROMPT, {"max_tokens": 160, "seed": seed, "temperature": 0.7}))
+    return (len(at) - 1) / (at[-1] - at[0])
+
+
+def first_token_s(site: Site, cookie: str, seed: int) -> float:
+    """Seconds to the first token of a reply to a ~1,500-token message: prompt evaluation, which runs on every
+    core. The seed starts the message so that no two share a prefix the worker could reuse."""
+    sent, at = asyncio.run(_reply(site, cookie, f"Log {seed}. {LONG_PROMPT}", {"max_tokens": 4, "seed": seed}))
+    return at[0] - sent
+
+
+class Waits(NamedTuple):
+    """Seconds waited, idle and under load (lower is better, unlike the rates), and the pages meanwhile."""
+    idle: float
+    loaded: float
+    pages: Load | None = None
+
+
+def prompt_under_new_inputs(site: Site, seconds: int, concurrency: int) -> Waits:
+    """(idle, loaded) first-token time of a long message, loaded by new questions: the case the pages'
+    priority is for, where the worker's threads want every core while pages want one."""
+    cookie = site.session_cookie()
+    first_token_s(site, cookie, 0)  # warm
+    idle = statistics.median(first_token_s(site, cookie, seed) for seed in (1, 2, 3))
+    with Background(site, concurrency) as background:
+        loaded = statistics.median(first_token_s(site, cookie, seed) for seed in (4, 5, 6))
+    return Waits(idle, loaded, background.load)
 
 
 def chat_under_new_inputs(site: Site, seconds: int, concurrency: int, idle: float) -> tuple[float, float]:
     """(idle decode tok/s, decode tok/s while new questions, each ranked afresh, keep the web process's CPU
     busy): the heavier load, where the pages' priority (LLMSITE_PAGE_NICE) matters."""
     cookie = site.session_cookie()
-    load = threading.Thread(target=new_inputs, args=(site, seconds * 4, concurrency))
-    load.start()
-    try:
-        time.sleep(1)
+    with Background(site, concurrency):
         loaded = statistics.median(reply_rate(site, cookie, seed) for seed in (1, 2))
-    finally:
-        load.join()
     return idle, loaded
 
 
@@ -295,6 +347,7 @@ def measure(site: Site, args) -> dict:
         if args.chat:
             results["chat"] = chat_under_load(site, args.seconds, args.concurrency)
             results["chat_new"] = chat_under_new_inputs(site, args.seconds, args.concurrency, results["chat"][0])
+            results["prompt_new"] = prompt_under_new_inputs(site, args.seconds, args.concurrency)
         return results
     finally:
         site.stop()
@@ -309,6 +362,10 @@ def baseline_checkout(ref: str, into: Path) -> Path:
 def cell(result) -> str:
     if result is None:
         return "-"
+    if isinstance(result, Waits):
+        pages = (f"; pages {result.pages.requests_per_s:.0f} req/s, median {result.pages.median_ms:.0f} ms, "
+                 f"p95 {result.pages.p95_ms:.0f} ms" if result.pages else "")
+        return f"{result.idle:5.2f} -> {result.loaded:5.2f} s = {result.idle / result.loaded:4.2f}x{pages}"
     if isinstance(result, tuple):
         idle, loaded = result
         return f"{idle:5.1f} -> {loaded:5.1f} tok/s = {loaded / idle:4.2f}x"

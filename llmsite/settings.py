@@ -290,8 +290,9 @@ LLMSITE_SIGNUP_MAX_PENDING = env_int("LLMSITE_SIGNUP_MAX_PENDING", 20, minimum=1
 LLMSITE_MAX_CONNECTIONS_PER_ADDRESS = env_int("LLMSITE_MAX_CONNECTIONS_PER_ADDRESS", 256, minimum=1,
                                               maximum=1_000_000)
 # `make run` lowers the CPU priority of the threads that draw pages by this many `nice` steps, so a reply
-# streaming beside a burst of page requests keeps its speed (chat/worker/priority.py); 0 turns it off.
-LLMSITE_PAGE_NICE = env_int("LLMSITE_PAGE_NICE", 5, minimum=0, maximum=19)
+# beside a burst of page requests keeps its speed (chat/worker/priority.py); 0 turns it off. 15, not 5: a
+# prompt evaluated on every core kept 0.33x of its speed at 5 and 0.88x at 15 (README, "Performance").
+LLMSITE_PAGE_NICE = env_int("LLMSITE_PAGE_NICE", 15, minimum=0, maximum=19)
 # At most this many requests run the site's code at once, the others wait up to LLMSITE_PAGE_WAIT_S seconds
 # (then 503): one thread per request taking turns with the interpreter lock cost pages 75% more CPU time
 # (llmsite/middleware.py PageSlotsMiddleware). 0: no limit.

@@ -4,8 +4,15 @@ On a small machine the web process and the llama.cpp worker share the cores. Eig
 advisor's answer page keep a core busy, and a reply that streams at the same time slowed to 0.64-0.8 of its
 idle rate (bench/http_load.py). A reply is what someone is waiting on, token by token; a page can take a few
 milliseconds more. So the thread that runs a page's middleware and view lowers its own priority by
-LLMSITE_PAGE_NICE (Linux `nice` steps, 5 by default: under contention such a thread gets about a third of
+LLMSITE_PAGE_NICE (Linux `nice` steps, 15 by default: under contention such a thread gets a few percent of
 the CPU share of one at normal priority, and all of an idle core).
+
+Why so far down: prompt evaluation runs llama.cpp's threads on every core, and they wait for one another at
+each step, so a page that takes part of one core slows all of them. One client asking new advisor questions
+cut a 1,500-token prompt's speed to 0.25x at nice 0, 0.33x at 5, 0.36x at 10, and 0.8-0.9x at 15 or 19
+(bench/http_load.py, "long message, first token"). The pages' price, while a prompt is evaluated: for one
+client their 95th percentile went from 0.06-0.1 s to 0.4-1 s (median 25 ms either way); under eight clients
+that never pause, their median went to about 1 s.
 
 What is and is not lowered:
 - Django's ASGI handler runs each HTTP request in a thread of its own (asgiref's ThreadSensitiveContext), so

@@ -37,7 +37,10 @@ class LowerPagePriorityMiddleware:
 
 
 class PageSlotsMiddleware:
-    """First in MIDDLEWARE: at most LLMSITE_PAGE_THREADS requests run the site's Python code at once.
+    """At most LLMSITE_PAGE_THREADS requests run the site's Python code at once.
+
+    In MIDDLEWARE after the header middleware (so its 503 has the site's security headers) and before any that
+    does real work (static files, sessions, the view).
 
     Under daphne, Django gives every request a thread of its own (asgiref's ThreadSensitiveContext), so eight
     clients asking for new advisor answers meant eight threads taking turns with one interpreter lock: each

@@ -51,10 +51,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "llmsite.middleware.PageSlotsMiddleware",  # at most LLMSITE_PAGE_THREADS pages drawn at once
     "llmsite.middleware.LowerPagePriorityMiddleware",  # a page's work yields to a streaming reply (make run only)
     "llmsite.middleware.ContentSecurityPolicyMiddleware",  # first, so static files and redirects get it too
     "django.middleware.security.SecurityMiddleware",
+    # At most LLMSITE_PAGE_THREADS requests past this point at once; its 503 still gets the headers above.
+    "llmsite.middleware.PageSlotsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

@@ -56,8 +56,13 @@ def finish(view, threads):
         thread.join(10)
 
 
-def test_the_gate_is_the_first_middleware():
-    assert settings.MIDDLEWARE[0] == "llmsite.middleware.PageSlotsMiddleware"
+def test_the_gate_comes_after_the_security_headers_and_before_any_work():
+    order = settings.MIDDLEWARE.index
+    gate = order("llmsite.middleware.PageSlotsMiddleware")
+    assert order("llmsite.middleware.ContentSecurityPolicyMiddleware") < gate
+    assert order("django.middleware.security.SecurityMiddleware") < gate
+    assert gate < order("whitenoise.middleware.WhiteNoiseMiddleware")
+    assert gate < order("django.contrib.sessions.middleware.SessionMiddleware")
 
 
 @override_settings(LLMSITE_PAGE_THREADS=2, LLMSITE_PAGE_WAIT_S=30)

@@ -239,7 +239,7 @@ class Background:
         self.thread = threading.Thread(target=self._run, args=(site, concurrency))
 
     def _run(self, site, concurrency):
-        self.load = new_inputs(site, 3600, concurrency, self.stop)
+        self.load = new_inputs(site, 3600, concurrency, self.stop)  # the hour is a backstop; stop ends it
 
     def __enter__(self):
         self.thread.start()
@@ -297,7 +297,7 @@ class Waits(NamedTuple):
     pages: Load | None = None
 
 
-def prompt_under_new_inputs(site: Site, seconds: int, concurrency: int) -> Waits:
+def prompt_under_new_inputs(site: Site, concurrency: int) -> Waits:
     """(idle, loaded) first-token time of a long message, loaded by new questions: the case the pages'
     priority is for, where the worker's threads want every core while pages want one."""
     cookie = site.session_cookie()
@@ -308,7 +308,7 @@ def prompt_under_new_inputs(site: Site, seconds: int, concurrency: int) -> Waits
     return Waits(idle, loaded, background.load)
 
 
-def chat_under_new_inputs(site: Site, seconds: int, concurrency: int, idle: float) -> tuple[float, float]:
+def chat_under_new_inputs(site: Site, concurrency: int, idle: float) -> tuple[float, float]:
     """(idle decode tok/s, decode tok/s while new questions, each ranked afresh, keep the web process's CPU
     busy): the heavier load, where the pages' priority (LLMSITE_PAGE_NICE) matters."""
     cookie = site.session_cookie()
@@ -346,8 +346,8 @@ def measure(site: Site, args) -> dict:
         results["new"] = server_cpu(site, lambda: new_inputs(site, args.seconds, args.concurrency))
         if args.chat:
             results["chat"] = chat_under_load(site, args.seconds, args.concurrency)
-            results["chat_new"] = chat_under_new_inputs(site, args.seconds, args.concurrency, results["chat"][0])
-            results["prompt_new"] = prompt_under_new_inputs(site, args.seconds, args.concurrency)
+            results["chat_new"] = chat_under_new_inputs(site, args.concurrency, results["chat"][0])
+            results["prompt_new"] = prompt_under_new_inputs(site, args.concurrency)
         return results
     finally:
         site.stop()

@@ -253,6 +253,9 @@ def _build(path: str, size: int, fields: dict, tensors: list) -> GGUFInfo:
     # Real models have tens to a few hundred layers; a corrupt count must not allocate per-layer lists.
     if not 0 < n_layer <= MAX_LAYERS:
         raise GGUFError(f"{path} has an impossible {arch_name}.block_count of {n_layer}")
+    # The estimator divides by the head count (a head's size is embedding_length / head_count).
+    if n_head < 1:
+        raise GGUFError(f"{path} has an impossible {arch_name}.attention.head_count of {n_head}")
 
     dense = [0] * n_layer
     experts = [0] * n_layer

@@ -10,6 +10,7 @@ Every accepted message is accounted for in the database, none left `streaming`.
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import secrets
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -54,8 +56,15 @@ class WorkerProcess:
         )
 
     def kill(self) -> None:
+        """The whole machine goes away: the worker and its llama.cpp process, which has a process group of
+        its own (chat/worker/process.py worker_main), at the same instant."""
         if self.process.poll() is None:
+            children = [int(pid) for path in Path(f"/proc/{self.process.pid}/task").glob("*/children")
+                        for pid in path.read_text().split()]
             os.killpg(self.process.pid, signal.SIGKILL)
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.process.wait()
 
     def stop(self) -> None:

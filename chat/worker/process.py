@@ -448,6 +448,11 @@ def kv_bytes(path: str, n_ctx: int, n_seq: int, kv_type: str, flash_attn: bool) 
 
 def worker_main(conn, stop_job) -> None:
     """Entry point of the spawned process."""
+    # A process group of its own: Ctrl-C in a terminal and `kill` of a worker's group (`os.killpg`, a Procfile
+    # runner) then reach only the parent, which ends the replies in progress as stopped and shuts this process
+    # down. Reached by the same signal, this process could die first, and the parent would report a crash
+    # and start a new worker while it is itself leaving.
+    os.setpgrp()
     # The web process is the parent; its death closes the pipe, recv() raises EOFError and we exit.
     worker = Worker(_sender(conn), stop_job)
     try:

@@ -244,6 +244,46 @@ def test_it_never_fails_on_a_gguf_with_hostile_metadata(staff, tmp_path_factory,
     assert LanguageModel.objects.count() == models
 
 
+EDGE_VALUES = [(GGUFValueType.UINT32, 0), (GGUFValueType.UINT32, 1), (GGUFValueType.INT32, -1),
+               (GGUFValueType.UINT32, 2**32 - 1), (GGUFValueType.UINT64, 2**63), (GGUFValueType.FLOAT32, math.nan)]
+NUMBER_KEYS = [key for key in METADATA_KEYS if key not in ("general.name", "general.file_type")]
+EDGE_CASES = (
+    [{key: value} for key in NUMBER_KEYS for value in EDGE_VALUES]
+    + [{a: (GGUFValueType.UINT32, 0), b: (GGUFValueType.UINT32, 0)}
+       for i, a in enumerate(NUMBER_KEYS) for b in NUMBER_KEYS[i + 1:]]
+    + [{"llama.expert_count": (GGUFValueType.UINT32, 4), key: value} for key in NUMBER_KEYS for value in EDGE_VALUES]
+)
+
+
+def test_every_number_at_its_edges_is_refused_by_the_reader_or_estimated(tmp_path):
+    """Each number in the header at 0, 1, -1 and past 32 bits, alone, in pairs of zeros and in a mixture of
+    experts: read_gguf refuses it, or every estimate the site makes of a file (the advisor's, the worker's
+    parallel slots and KV cache) gives numbers. The random test above found the first of these (a head count
+    of 0); this one tries them all, in about a second."""
+    from advisor.estimate import Hardware, Runtime, estimate, kv_cache_bytes, rank
+
+    gpu = Hardware(backend="cuda", vram_total=8 * 2**30, gpu_bandwidth=272e9, gpu_fp16_flops=22e12)
+    failures, estimated = [], 0
+    for n, changes in enumerate(EDGE_CASES):
+        try:
+            arch = read_gguf(write_tiny_gguf(tmp_path / f"{n}.gguf", changes)).architecture
+        except GGUFError:
+            continue
+        runtime = Runtime(n_ctx=4096)
+        try:
+            for hardware in (Hardware(), gpu):
+                found = estimate(arch, None, runtime, hardware)
+                assert math.isfinite(found.decode_tokens_per_s) and math.isfinite(found.prompt_tokens_per_s)
+                rank([(arch, None)], runtime, hardware, include_no=True)
+            assert kv_cache_bytes(arch, runtime) >= 0
+        except Exception as exc:  # noqa: BLE001 - every failure is listed, not the first only
+            failures.append(f"{changes}: {exc!r}")
+        else:
+            estimated += 1
+    assert not failures, "\n".join(failures)
+    assert estimated > len(EDGE_CASES) // 4, "most edge values are harmless and must still be read"
+
+
 # --- a hostile file in the models folder (issue 11, finding 10) ---------------------------------------------
 HUGE_LAYER = "blk." + "9" * 5000 + ".attn_q.weight"
 tensor_name = st.one_of(

@@ -34,3 +34,19 @@ def default_language():
     translation.deactivate()
     yield
     translation.deactivate()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's test database, whose removal PostgreSQL refuses while another connection to it is open
+    ("being accessed by other users", a warning at the end of `make test-postgres`). Threads that outlive the
+    tests keep theirs: the reply writer by design (chat/services.py), and the thread asgiref ran a socket's
+    session lookup in. Their connections are ended before the database is dropped."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = current_database() AND pid <> pg_backend_pid()")

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from django.db import connection
 
 from chat.models import ModelConfig
 from downloads import fetch, runner, services
@@ -99,7 +100,10 @@ def test_cancel_stops_the_download_and_leaves_nothing_behind(slow_hub, models_di
     def cancel_mid_file():
         while not part.exists() or part.stat().st_size < 10_000_000:
             time.sleep(0.05)
-        services.cancel(Download.objects.get(pk=download.pk))
+        try:
+            services.cancel(Download.objects.get(pk=download.pk))
+        finally:
+            connection.close()  # this thread's own; left open, it outlives the test
 
     canceller = threading.Thread(target=cancel_mid_file)
     canceller.start()

@@ -254,7 +254,12 @@ def _build(path: str, size: int, fields: dict, tensors: list) -> GGUFInfo:
     if not 0 < n_layer <= MAX_LAYERS:
         raise GGUFError(f"{path} has an impossible {arch_name}.block_count of {n_layer}")
     # The estimator divides by these: a head's size is embedding_length / head_count, and a token's work
-    # grows with the embedding, the head size and the experts it uses.
+    # grows with the embedding, the head size and the experts it uses. The embedding and the head count
+    # first: the key length is derived from them when the file does not give it.
+    if n_embd < 1:
+        raise GGUFError(f"{path} has an impossible {arch_name}.embedding_length of {n_embd}")
+    if n_head < 1:
+        raise GGUFError(f"{path} has an impossible {arch_name}.attention.head_count of {n_head}")
     counts = {"attention.head_count_kv": n_head_kv, "feed_forward_length": n_ff, "attention.key_length": head_k,
               "attention.value_length": head_v, "vocab_size": n_vocab, "context_length": ctx_len,
               "attention.sliding_window": window, "expert_count": n_expert, "expert_used_count": n_expert_used,
@@ -264,10 +269,6 @@ def _build(path: str, size: int, fields: dict, tensors: list) -> GGUFInfo:
     for name, value in counts.items():
         if value < 0:
             raise GGUFError(f"{path} has a negative {arch_name}.{name} ({value})")
-    if n_embd < 1:
-        raise GGUFError(f"{path} has an impossible {arch_name}.embedding_length of {n_embd}")
-    if n_head < 1:
-        raise GGUFError(f"{path} has an impossible {arch_name}.attention.head_count of {n_head}")
     if head_k < 1:
         raise GGUFError(f"{path} has {n_head} attention heads for an embedding of {n_embd}: a head of size 0")
     # llama.cpp asserts the same when it loads the file (llama-model.cpp, load_hparams).
